@@ -10,6 +10,7 @@ logits differ by more than `tol` (max abs).
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import warnings
@@ -86,12 +87,39 @@ def export_graphs(model, contract: dict, out_dir: str, vocab_size: int, opset: O
 
     step_graph = DecoderStepGraph(model, mem_names, state_names).eval()
     args = (tokens, parents, step, *[state[n] for n in state_names], *[memory[n] for n in mem_names], src_len)
-    step_io = contract["decoder_step"]["inputs"]
-    _export(
-        step_graph, args, tuple(_dims(io["shape"], dims) for io in step_io),
+    step_dims = [_dims(io["shape"], dims) for io in contract["decoder_step"]["inputs"]]
+    _export(  # forward(tokens, parents, step, *rest): the *rest shapes nest as one tuple
+        step_graph, args, (*step_dims[:3], tuple(step_dims[3:])),
         os.path.join(out_dir, "decoder_step.onnx"), input_names(contract, "decoder_step"),
         output_names(contract, "decoder_step"), opset,
     )
+    for graph in ("encoder", "decoder_step"):
+        stamp_axes(os.path.join(out_dir, graph + ".onnx"), contract[graph])
+
+
+def stamp_axes(path: str, contract_graph: dict) -> None:
+    """Write the contract's axis names onto the graph's inputs and outputs.
+
+    The exporter sometimes records an example size (e.g. S=7) on an output
+    whose size is really dynamic; the contract is the truth, so stamp it and
+    drop the intermediate shape annotations for onnxruntime to re-infer.
+    """
+    import onnx
+
+    proto = onnx.load(path)
+    for values, ios in ((proto.graph.input, contract_graph["inputs"]), (proto.graph.output, contract_graph["outputs"])):
+        for value, io in zip(values, ios):
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) != len(io["shape"]):
+                raise ExportError(f"{os.path.basename(path)}: {io['name']} has rank {len(dims)}, "
+                                  f"the contract says {io['shape']}")
+            for dim, want in zip(dims, io["shape"]):
+                if isinstance(want, str):
+                    dim.dim_param = want
+                else:
+                    dim.dim_value = int(want)
+    del proto.graph.value_info[:]
+    onnx.save(proto, path)
 
 
 def _export(module, args, dynamic_shapes, path, in_names, out_names, opset) -> None:
@@ -99,6 +127,7 @@ def _export(module, args, dynamic_shapes, path, in_names, out_names, opset) -> N
                   output_names=out_names, external_data=False, verbose=False)
     if opset is not None:
         kwargs["opset_version"] = opset
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" noise
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

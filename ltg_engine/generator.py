@@ -1,0 +1,253 @@
+"""The runtime engine: Generator.load(MODEL_DIR).generate(...) / .stream(...).
+
+Per call: tokenize, one encoder run for the whole batch, then the search core
+(ltg_engine.search: Cython when built) asks for one decoder-step run per
+token. Encoder memory is computed once and fed to every step as the same
+arrays; it is only compacted (np.take on the batch axis) when rows finish.
+Beam reordering happens inside the step graph (`parents`), so states never
+round-trip through Python. Never imports torch.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ltg_engine import search as search_core
+from ltg_engine.model_dir import ModelDir, load_model_dir
+from ltg_engine.options import GenerationOptions
+from ltg_engine.sessions import SessionConfig, check_session, make_session
+from ltg_engine.tokenizer import IncrementalDecoder, Tokenizer
+
+MEMORY, STATE, NEXT_STATE = "memory.", "state.", "next_state."
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    token_ids: List[int]
+    score: float
+
+
+@dataclass
+class GenerationResult:
+    """Best hypothesis first-class; all n-best in `hypotheses` (best first)."""
+
+    text: str
+    token_ids: List[int]
+    score: float
+    hypotheses: List[Hypothesis] = field(default_factory=list)
+    source_tokens: int = 0
+    truncated: bool = False
+
+
+class StepRunner:
+    """The step function the search core calls: one onnxruntime run per step.
+
+    Holds the encoder memory and the decoder state between steps. Memory
+    arrays are the encoder's outputs, reused as-is on every step.
+    """
+
+    def __init__(self, session, contract: dict, memory: dict, state: dict, src_len: np.ndarray):
+        self.session = session
+        self.state_names = [STATE + n for n in contract["state"]]
+        self.output_names = ["logits"] + [NEXT_STATE + n for n in contract["state"]]
+        self.memory = memory                              # name -> (B, S, ...)
+        self.state = {n: v[:, None] for n, v in state.items()}  # (B, 1, ...) view, no copy
+        self.src_len = src_len
+        self.ort_seconds = 0.0
+
+    def compact(self, kept: np.ndarray) -> None:
+        self.memory = {n: np.ascontiguousarray(v.take(kept, axis=0)) for n, v in self.memory.items()}
+        self.state = {n: v.take(kept, axis=0) for n, v in self.state.items()}
+        self.src_len = self.src_len.take(kept)
+
+    def __call__(self, tokens, parents, step, kept):
+        if kept is not None:
+            self.compact(kept)
+        feeds = {"tokens": tokens, "parents": parents, "step": np.array(step, dtype=np.int64),
+                 "src_len": self.src_len}
+        feeds.update(self.state)
+        feeds.update(self.memory)
+        t0 = time.perf_counter()
+        outs = self.session.run(self.output_names, feeds)
+        self.ort_seconds += time.perf_counter() - t0
+        self.state = dict(zip(self.state_names, outs[1:]))
+        return outs[0]
+
+
+class Generator:
+    """A loaded model directory: tokenizer, encoder session, decoder-step session."""
+
+    def __init__(self, model_dir: ModelDir, encoder, decoder, tokenizer: Tokenizer, session_config: SessionConfig):
+        self.model_dir = model_dir
+        self.encoder = encoder
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self.session_config = session_config
+        cfg = model_dir.config
+        self.contract = model_dir.contract
+        self.vocab_size = model_dir.vocab_size
+        self.bos_id = int(cfg["special_ids"]["bos"])
+        self.eos_id = int(cfg["special_ids"]["eos"])
+        self.pad_id = int(cfg["special_ids"]["pad"])
+        self.max_source_length = model_dir.max_source_length
+        self.defaults = GenerationOptions.from_kwargs(**cfg.get("generation", {}))
+        self.last_stats: dict = {}
+
+    # ------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, model_dir: Optional[Union[str, os.PathLike]] = None, providers: Optional[Sequence[str]] = None,
+             threads: Optional[int] = None, precision: str = "float32", **session_kwargs) -> "Generator":
+        """Load MODEL_DIR (default: the bundled model) after checking every file's hash.
+
+        providers: onnxruntime execution providers, e.g. ["CUDAExecutionProvider"]
+        (falls back to CPU with a warning when unavailable). threads: intra-op
+        threads (None: onnxruntime's default, the physical core count).
+        precision: "float32" or "int8" (after `ltg quantize`).
+        """
+        if model_dir is None:
+            from ltg_engine.bundled import bundled_model_dir
+
+            model_dir = bundled_model_dir()
+        md = load_model_dir(model_dir)
+        session_config = SessionConfig.create(providers=providers, threads=threads, **session_kwargs)
+        tokenizer = Tokenizer(md.file("tokenizer.model"))
+        if tokenizer.vocab_size != md.vocab_size:
+            raise ValueError(f"{md.file('tokenizer.model')} has {tokenizer.vocab_size} pieces, "
+                             f"config.json says vocab_size {md.vocab_size}")
+        encoder = make_session(md.graph_file("encoder", precision), session_config)
+        decoder = make_session(md.graph_file("decoder_step", precision), session_config)
+        check_session(encoder, md.contract["encoder"], md.graph_file("encoder", precision))
+        check_session(decoder, md.contract["decoder_step"], md.graph_file("decoder_step", precision))
+        return cls(md, encoder, decoder, tokenizer, session_config)
+
+    @property
+    def providers(self) -> List[str]:
+        return self.decoder.get_providers()
+
+    # ------------------------------------------------------------ inputs
+    def encode_sources(self, texts: Sequence[str], truncate: bool):
+        """Texts -> padded ids (B, S), lengths (B,), truncated flags."""
+        ids, flags = [], []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"input {i} must be str, got {type(text).__name__}")
+            if not text.strip():
+                raise ValueError(f"input {i} is empty or whitespace only; give the model some context")
+            toks = self.tokenizer.encode(text)
+            limit = self.max_source_length
+            cut = limit is not None and len(toks) > limit
+            if cut and not truncate:
+                raise ValueError(
+                    f"input {i} has {len(toks)} tokens; this model accepts at most {limit}. "
+                    f"Pass truncate=True (--truncate) to keep the last {limit} tokens")
+            ids.append(toks[-limit:] if cut else toks)
+            flags.append(cut)
+        width = max(len(t) for t in ids)
+        src = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        for row, toks in enumerate(ids):
+            src[row, : len(toks)] = toks
+        return src, np.array([len(t) for t in ids], dtype=np.int64), flags
+
+    def _options(self, options: dict) -> GenerationOptions:
+        opts = self.defaults.replace(**options) if options else self.defaults
+        opts = opts.validate(self.vocab_size)
+        return opts
+
+    # ------------------------------------------------------------ running
+    def _start(self, texts, truncate, options):
+        opts = self._options(options)
+        src, src_len, flags = self.encode_sources(texts, truncate)
+        t0 = time.perf_counter()
+        outs = self.encoder.run(None, {"src_ids": src, "src_len": src_len})
+        encode_s = time.perf_counter() - t0
+        n_mem = len(self.contract["memory"])
+        memory = {MEMORY + n: v for n, v in zip(self.contract["memory"], outs[:n_mem])}
+        state = {STATE + n: v for n, v in zip(self.contract["state"], outs[n_mem:])}
+        eos = opts.eos_token_id if opts.eos_token_id is not None else self.eos_id
+        eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
+        search = search_core.make_search(opts, len(texts), self.vocab_size, self.bos_id, eos_ids)
+        runner = StepRunner(self.decoder, self.contract, memory, state, src_len)
+        return search, runner, src_len, flags, encode_s
+
+    def generate(self, inputs: Union[str, Sequence[str]], *, truncate: bool = False,
+                 timeout: Optional[float] = None, **options):
+        """Generate a continuation for one text (-> GenerationResult) or a list (-> list).
+
+        options: GenerationOptions names (max_new_tokens, num_beams, do_sample,
+        temperature, top_k, top_p, repetition_penalty, no_repeat_ngram_size,
+        length_penalty, early_stopping, num_return_sequences, min_new_tokens,
+        eos_token_id, banned_token_ids, seed). truncate: keep the last
+        max_source_length tokens of a longer input instead of raising.
+        timeout: seconds; raises TimeoutError when exceeded (checked every step).
+        """
+        single = isinstance(inputs, str)
+        texts = [inputs] if single else list(inputs)
+        if not texts:
+            return []
+        t_start = time.perf_counter()
+        deadline = _deadline(timeout)
+        search, runner, src_len, flags, encode_s = self._start(texts, truncate, options)
+        for _ in search_core.iterate(search, runner):
+            _check_deadline(deadline, timeout, search)
+        results = [self._result(hyps, int(n), cut) for hyps, n, cut in zip(search.results(), src_len, flags)]
+        total = time.perf_counter() - t_start
+        self.last_stats = {"seconds": total, "encoder_seconds": encode_s, "steps": search.step,
+                           "decoder_seconds": runner.ort_seconds,
+                           "overhead_share": max(0.0, 1 - (encode_s + runner.ort_seconds) / total)}
+        return results[0] if single else results
+
+    def _result(self, hyps, n_src: int, truncated: bool) -> GenerationResult:
+        hypotheses = [Hypothesis(self.tokenizer.decode(ids), list(ids), float(score)) for ids, score in hyps]
+        best = hypotheses[0]
+        return GenerationResult(best.text, best.token_ids, best.score, hypotheses, n_src, truncated)
+
+    def stream(self, text: str, *, truncate: bool = False, timeout: Optional[float] = None,
+               **options) -> Iterator[str]:
+        """Yield text pieces as tokens are produced (greedy and sampling).
+
+        Joined, the pieces equal generate(text, **same options).text. A
+        multi-byte character is never split across pieces. With num_beams > 1
+        the best hypothesis is yielded once, at the end. Closing the iterator
+        early stops generation and frees its state.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"stream takes one str, got {type(text).__name__}")
+        deadline = _deadline(timeout)
+        search, runner, _, _, _ = self._start([text], truncate, options)
+        try:
+            if getattr(search, "emitted", None) is None or search.__class__.__name__ == "BeamSearch":
+                for _ in search_core.iterate(search, runner):
+                    _check_deadline(deadline, timeout, search)
+                yield self.tokenizer.decode(search.results()[0][0][0])
+                return
+            decoder = IncrementalDecoder(self.tokenizer)
+            for _ in search_core.iterate(search, runner):
+                _check_deadline(deadline, timeout, search)
+                token = int(search.emitted[0])
+                if token >= 0:
+                    piece = decoder.push(token)
+                    if piece:
+                        yield piece
+            tail = decoder.flush()
+            if tail:
+                yield tail
+        finally:
+            runner.memory = runner.state = None
+
+
+def _deadline(timeout) -> Optional[float]:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return time.perf_counter() + timeout
+
+
+def _check_deadline(deadline, timeout, search) -> None:
+    if deadline is not None and time.perf_counter() > deadline:
+        raise TimeoutError(f"generation exceeded timeout={timeout}s after {search.step} steps")

@@ -1,0 +1,84 @@
+"""onnxruntime sessions: options tuned for small-batch latency, provider
+fallback, and a check of every session against the graph contract."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import onnxruntime as ort
+
+ORT_DTYPES = {"tensor(int64)": "int64", "tensor(float)": "float32", "tensor(float16)": "float16"}
+OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class ContractError(ValueError):
+    """A graph whose inputs/outputs differ from config.json's contract."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    providers: tuple
+    threads: Optional[int] = None
+    spinning: bool = True
+    optimization: str = "all"
+    optimized_model_dir: Optional[str] = None
+
+    @classmethod
+    def create(cls, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
+               spinning: bool = True, optimization: str = "all",
+               optimized_model_dir: Optional[str] = None) -> "SessionConfig":
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive int or None (onnxruntime's default), got {threads!r}")
+        if optimization not in OPT_LEVELS:
+            raise ValueError(f"optimization must be one of {sorted(OPT_LEVELS)}, got {optimization!r}")
+        return cls(_resolve_providers(providers), threads, bool(spinning), optimization, optimized_model_dir)
+
+
+def _resolve_providers(providers: Optional[Sequence[str]]) -> tuple:
+    if providers is None:
+        return ("CPUExecutionProvider",)
+    if isinstance(providers, str):
+        providers = [providers]
+    available = set(ort.get_available_providers())
+    chosen = [p for p in providers if p in available]
+    missing = [p for p in providers if p not in available]
+    if missing:
+        warnings.warn(f"onnxruntime providers {missing} are not available here "
+                      f"(available: {sorted(available)}); falling back to CPUExecutionProvider",
+                      RuntimeWarning, stacklevel=3)
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return tuple(chosen)
+
+
+def make_session(path: str, config: SessionConfig) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = OPT_LEVELS[config.optimization]
+    if config.threads is not None:
+        opts.intra_op_num_threads = config.threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
+    if config.optimized_model_dir:
+        os.makedirs(config.optimized_model_dir, exist_ok=True)
+        opts.optimized_model_filepath = os.path.join(config.optimized_model_dir, os.path.basename(path))
+    try:
+        return ort.InferenceSession(path, opts, providers=list(config.providers))
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ContractError(f"onnxruntime could not load {path}: {e}") from None
+
+
+def check_session(session, contract_graph: dict, path: str) -> None:
+    """Names and dtypes of the session's inputs/outputs must equal the contract's."""
+    for kind, values in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        got = [(v.name, ORT_DTYPES.get(v.type, v.type)) for v in values]
+        want = [(io["name"], io["dtype"]) for io in contract_graph[kind]]
+        if got != want:
+            raise ContractError(f"{path}: graph {kind} {got} do not match config.json's contract {want}")
