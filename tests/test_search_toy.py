@@ -26,14 +26,20 @@ class ToyModel:
             out[0] = 0.0   # never mask everything
         return out.astype(np.float32)
 
-    def step_fn(self, batch_rows):
-        """A step_fn for search.iterate(): (tokens, parents, step, kept) -> logits [n, K, V]."""
-        rows = np.arange(batch_rows)
+    def step_fn(self, batch_rows, row_ids=None, log=None):
+        """A step_fn for search.iterate(): (tokens, parents, step, kept) -> logits [n, K, V].
+
+        row_ids: the toy row each batch row plays (default 0..batch_rows-1);
+        log: a list that receives (step, kept) of every call.
+        """
+        rows = np.arange(batch_rows) if row_ids is None else np.asarray(row_ids)
         prefixes = [[()] for _ in rows]
 
         def step(tokens, parents, step_index, kept):
             nonlocal rows, prefixes
             self.calls += 1
+            if log is not None:
+                log.append((step_index, None if kept is None else kept.copy()))
             if kept is not None:
                 rows = rows[kept]
                 prefixes = [prefixes[i] for i in kept]
