@@ -11,13 +11,16 @@ import numpy as np
 class ToyModel:
     """logits(row, prefix) = seeded normal * scale, plus an EOS bias that grows with length."""
 
-    def __init__(self, vocab_size, seed=0, scale=3.0, eos_id=1, eos_ramp=0.0, masked_frac=0.0):
+    def __init__(self, vocab_size, seed=0, scale=3.0, eos_id=1, eos_ramp=0.0, masked_frac=0.0,
+                 context=None):
+        self.context = context   # logits see only the last `context` tokens (Markov toy)
         self.vocab_size, self.seed, self.scale = vocab_size, seed, scale
         self.eos_id, self.eos_ramp, self.masked_frac = eos_id, eos_ramp, masked_frac
         self.calls = 0
 
     def logits(self, row, prefix):
-        key = zlib.crc32(np.asarray((self.seed, row) + tuple(prefix), dtype=np.int64).tobytes())
+        seen = tuple(prefix) if self.context is None else tuple(prefix)[-self.context:]
+        key = zlib.crc32(np.asarray((self.seed, row) + seen, dtype=np.int64).tobytes())
         rng = np.random.default_rng(key)
         out = rng.standard_normal(self.vocab_size) * self.scale
         out[self.eos_id] += self.eos_ramp * len(prefix)
