@@ -152,7 +152,9 @@ def test_batch_equals_rows_one_by_one(impl, kw):
     for _ in iterate(search, model.step_fn(batch, log=log)):
         pass
     together = search.results()
+    assert log[0][1] is None, "nothing to compact before the first advance"
     assert any(kept is not None for _, kept in log), "rows should finish at different steps"
+    assert all(kept is None or len(kept) > 0 for _, kept in log)
     for row in range(batch):
         (alone,) = generate(impl, options, model, 1, vocab, row_ids=[row])
         assert alone == together[row]
