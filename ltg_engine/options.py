@@ -17,6 +17,9 @@ _INT_OPTIONS = ("max_new_tokens", "min_new_tokens", "num_beams", "top_k",
                 "no_repeat_ngram_size", "num_return_sequences")
 _FLOAT_OPTIONS = ("temperature", "top_p", "repetition_penalty", "length_penalty")
 _BOOL_OPTIONS = ("do_sample", "early_stopping")
+# Bounds that keep every processed float32 logit finite in float64 (|x| < 3.5e38 * 1e6 / 1e-6).
+MIN_TEMPERATURE = 1e-6
+MAX_REPETITION_PENALTY = 1e6
 
 
 @dataclass(frozen=True)
@@ -88,14 +91,17 @@ class GenerationOptions:
         if self.do_sample and self.num_beams > 1:
             _bad("do_sample", self.do_sample,
                  f"is not supported with num_beams={self.num_beams} > 1 (sample with num_beams=1)")
-        if self.temperature <= 0:
-            _bad("temperature", self.temperature, "must be > 0")
+        if self.temperature < MIN_TEMPERATURE:
+            _bad("temperature", self.temperature, f"must be >= {MIN_TEMPERATURE} (> 0; tinier values "
+                 "overflow float64 logits: use do_sample=False for argmax)")
         if self.top_k < 0:
             _bad("top_k", self.top_k, "must be >= 0 (0 turns it off)")
         if not 0 < self.top_p <= 1:
             _bad("top_p", self.top_p, "must be in (0, 1]")
-        if self.repetition_penalty <= 0:
-            _bad("repetition_penalty", self.repetition_penalty, "must be > 0")
+        if not 1 / MAX_REPETITION_PENALTY <= self.repetition_penalty <= MAX_REPETITION_PENALTY:
+            _bad("repetition_penalty", self.repetition_penalty,
+                 f"must be > 0, within [1/{MAX_REPETITION_PENALTY:g}, {MAX_REPETITION_PENALTY:g}] "
+                 "so float32 logits stay finite in float64")
         if self.no_repeat_ngram_size < 0:
             _bad("no_repeat_ngram_size", self.no_repeat_ngram_size, "must be >= 0")
         if self.seed is not None:

@@ -55,6 +55,7 @@ INVALID = [
     ("top_k", -1), ("top_k", 2.5),
     ("top_p", 0.0), ("top_p", 1.5), ("top_p", -0.1), ("top_p", math.nan),
     ("repetition_penalty", 0.0), ("repetition_penalty", -1.0), ("repetition_penalty", math.inf),
+    ("repetition_penalty", 1e-300), ("repetition_penalty", 1e300), ("temperature", 1e-300),
     ("no_repeat_ngram_size", -1), ("no_repeat_ngram_size", 1.0),
     ("length_penalty", math.nan), ("length_penalty", -math.inf), ("length_penalty", False),
     ("eos_token_id", VOCAB), ("eos_token_id", -1), ("eos_token_id", []), ("eos_token_id", [1, "2"]),
