@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -159,9 +159,9 @@ class Generator:
         return opts
 
     # ------------------------------------------------------------ running
-    def _start(self, texts, truncate, options):
+    def _start(self, texts, truncate, options, source=None):
         opts = self._options(options)
-        src, src_len, flags = self.encode_sources(texts, truncate)
+        src, src_len, flags = source if source is not None else self.encode_sources(texts, truncate)
         t0 = time.perf_counter()
         outs = self.encoder.run(None, {"src_ids": src, "src_len": src_len})
         encode_s = time.perf_counter() - t0
@@ -170,12 +170,12 @@ class Generator:
         state = {STATE + n: v for n, v in zip(self.contract["state"], outs[n_mem:])}
         eos = opts.eos_token_id if opts.eos_token_id is not None else self.eos_id
         eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
-        search = search_core.make_search(opts, len(texts), self.vocab_size, self.bos_id, eos_ids)
+        search = search_core.make_search(opts, len(src_len), self.vocab_size, self.bos_id, eos_ids)
         runner = StepRunner(self.decoder, self.contract, memory, state, src_len)
         return search, runner, src_len, flags, encode_s
 
     def generate(self, inputs: Union[str, Sequence[str]], *, truncate: bool = False,
-                 timeout: Optional[float] = None, **options):
+                 timeout: Optional[float] = None, on_step: Optional[Callable] = None, **options):
         """Generate a continuation for one text (-> GenerationResult) or a list (-> list).
 
         options: GenerationOptions names (max_new_tokens, num_beams, do_sample,
@@ -184,22 +184,49 @@ class Generator:
         eos_token_id, banned_token_ids, seed). truncate: keep the last
         max_source_length tokens of a longer input instead of raising.
         timeout: seconds; raises TimeoutError when exceeded (checked every step).
+        on_step: called as on_step(search) after every decoder step (benchmarks
+        timestamp tokens with it; search.step is the number of steps so far).
         """
         single = isinstance(inputs, str)
         texts = [inputs] if single else list(inputs)
         if not texts:
             return []
+        results = self._generate(texts, truncate, timeout, on_step, options)
+        return results[0] if single else results
+
+    def generate_ids(self, source_ids: Sequence[Sequence[int]], *, timeout: Optional[float] = None,
+                     on_step: Optional[Callable] = None, **options) -> List[GenerationResult]:
+        """generate() on token ids instead of texts: the tokenizer is bypassed.
+
+        For benchmarks and tests that need sources of exactly N tokens (random
+        ids do not survive a decode/encode round trip). Ids must lie in
+        [0, vocab_size); max_source_length is not applied.
+        """
+        ids = [np.asarray(row, dtype=np.int64).reshape(-1) for row in source_ids]
+        if not ids or any(len(row) == 0 for row in ids):
+            raise ValueError("generate_ids needs at least one non-empty row of token ids")
+        if any(row.min() < 0 or row.max() >= self.vocab_size for row in ids):
+            raise ValueError(f"token ids must lie in [0, {self.vocab_size})")
+        src = np.full((len(ids), max(len(row) for row in ids)), self.pad_id, dtype=np.int64)
+        for r, row in enumerate(ids):
+            src[r, : len(row)] = row
+        source = (src, np.array([len(row) for row in ids], dtype=np.int64), [False] * len(ids))
+        return self._generate(None, False, timeout, on_step, options, source)
+
+    def _generate(self, texts, truncate, timeout, on_step, options, source=None) -> List[GenerationResult]:
         t_start = time.perf_counter()
         deadline = _deadline(timeout)
-        search, runner, src_len, flags, encode_s = self._start(texts, truncate, options)
+        search, runner, src_len, flags, encode_s = self._start(texts, truncate, options, source)
         for _ in search_core.iterate(search, runner):
             _check_deadline(deadline, timeout, search)
+            if on_step is not None:
+                on_step(search)
         results = [self._result(hyps, int(n), cut) for hyps, n, cut in zip(search.results(), src_len, flags)]
         total = time.perf_counter() - t_start
         self.last_stats = {"seconds": total, "encoder_seconds": encode_s, "steps": search.step,
                            "decoder_seconds": runner.ort_seconds,
                            "overhead_share": max(0.0, 1 - (encode_s + runner.ort_seconds) / total)}
-        return results[0] if single else results
+        return results
 
     def _result(self, hyps, n_src: int, truncated: bool) -> GenerationResult:
         hypotheses = [Hypothesis(self.tokenizer.decode(ids), list(ids), float(score)) for ids, score in hyps]
