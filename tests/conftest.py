@@ -26,7 +26,7 @@ REVERSAL_MIN_LEN = 1
 REVERSAL_MAX_LEN = 24
 
 # fixtures that train a model; tests using them are slow
-TRAINING_FIXTURES = {"lstm_run_dir", "transformer_run_dir", "lstm_model_dir"}
+TRAINING_FIXTURES = {"lstm_run_dir", "transformer_run_dir", "lstm_model_dir", "arch_pair"}
 
 
 def make_reversal_jsonl(path, n: int, min_len: int = REVERSAL_MIN_LEN, max_len: int = REVERSAL_MAX_LEN,
@@ -52,7 +52,7 @@ def reversal_cases(n: int, min_len: int, max_len: int, alphabet: str = REVERSAL_
 
 # Sizes tuned so training takes well under two minutes on two CPU cores.
 TINY_DEFAULTS = {
-    "lstm": dict(d_model=64, layers=1, dropout=0.0, lr=3e-3, batch_size=32, epochs=1, max_steps=600,
+    "lstm": dict(d_model=64, layers=1, dropout=0.0, lr=5e-3, warmup_steps=50, lr_schedule="cosine", batch_size=32, epochs=1, max_steps=1200,
                  vocab_size=300, context_len=128, continuation_len=128, grad_clip=1.0, threads=1),
 }
 
