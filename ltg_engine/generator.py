@@ -97,17 +97,23 @@ class Generator:
         self.max_source_length = model_dir.max_source_length
         self.defaults = GenerationOptions.from_kwargs(**cfg.get("generation", {}))
         self.last_stats: dict = {}
+        self.io_binding = False
 
     # ------------------------------------------------------------ loading
     @classmethod
     def load(cls, model_dir: Optional[Union[str, os.PathLike]] = None, providers: Optional[Sequence[str]] = None,
-             threads: Optional[int] = None, precision: str = "float32", **session_kwargs) -> "Generator":
+             threads: Optional[int] = None, precision: str = "float32", io_binding: Optional[bool] = None,
+             **session_kwargs) -> "Generator":
         """Load MODEL_DIR (default: the bundled model) after checking every file's hash.
 
         providers: onnxruntime execution providers, e.g. ["CUDAExecutionProvider"]
         (falls back to CPU with a warning when unavailable). threads: intra-op
         threads (None: onnxruntime's default, the physical core count).
         precision: "float32" or "int8" (after `ltg quantize`).
+        io_binding: keep memory and states on the device between steps
+        (ltg_engine.iobinding); None: on when the first provider is CUDA.
+        session_kwargs: spinning, optimization, optimized_model_dir (see
+        sessions.SessionConfig and docs/deployment.md).
         """
         if model_dir is None:
             from ltg_engine.bundled import bundled_model_dir
@@ -123,7 +129,9 @@ class Generator:
         decoder = make_session(md.graph_file("decoder_step", precision), session_config)
         check_session(encoder, md.contract["encoder"], md.graph_file("encoder", precision))
         check_session(decoder, md.contract["decoder_step"], md.graph_file("decoder_step", precision))
-        return cls(md, encoder, decoder, tokenizer, session_config)
+        gen = cls(md, encoder, decoder, tokenizer, session_config)
+        gen.io_binding = (decoder.get_providers()[0] == "CUDAExecutionProvider") if io_binding is None else bool(io_binding)
+        return gen
 
     @property
     def providers(self) -> List[str]:
@@ -163,15 +171,26 @@ class Generator:
         opts = self._options(options)
         src, src_len, flags = source if source is not None else self.encode_sources(texts, truncate)
         t0 = time.perf_counter()
-        outs = self.encoder.run(None, {"src_ids": src, "src_len": src_len})
+        if self.io_binding:
+            from ltg_engine.iobinding import encode_on_device, session_device
+
+            device = session_device(self.decoder)
+            memory, state = encode_on_device(self.encoder, self.contract, src, src_len, device)
+        else:
+            outs = self.encoder.run(None, {"src_ids": src, "src_len": src_len})
+            n_mem = len(self.contract["memory"])
+            memory = {MEMORY + n: v for n, v in zip(self.contract["memory"], outs[:n_mem])}
+            state = {STATE + n: v for n, v in zip(self.contract["state"], outs[n_mem:])}
         encode_s = time.perf_counter() - t0
-        n_mem = len(self.contract["memory"])
-        memory = {MEMORY + n: v for n, v in zip(self.contract["memory"], outs[:n_mem])}
-        state = {STATE + n: v for n, v in zip(self.contract["state"], outs[n_mem:])}
         eos = opts.eos_token_id if opts.eos_token_id is not None else self.eos_id
         eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
         search = search_core.make_search(opts, len(src_len), self.vocab_size, self.bos_id, eos_ids)
-        runner = StepRunner(self.decoder, self.contract, memory, state, src_len)
+        if self.io_binding:
+            from ltg_engine.iobinding import IOBindingStepRunner
+
+            runner = IOBindingStepRunner(self.decoder, self.contract, memory, state, src_len, device)
+        else:
+            runner = StepRunner(self.decoder, self.contract, memory, state, src_len)
         return search, runner, src_len, flags, encode_s
 
     def generate(self, inputs: Union[str, Sequence[str]], *, truncate: bool = False,
