@@ -41,7 +41,9 @@ def _load_generator(model_dir, args):
     from ltg_engine import Generator
 
     return Generator.load(model_dir, providers=args.provider, threads=args.threads,
-                          precision="int8" if args.int8 else "float32")
+                          precision="int8" if args.int8 else "float32",
+                          spinning=getattr(args, "spinning", True),
+                          optimized_model_dir=getattr(args, "optimized_model_dir", None))
 
 
 def _resolve_model_and_text(args):

@@ -67,12 +67,32 @@ def make_session(path: str, config: SessionConfig) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     if config.optimized_model_dir:
-        os.makedirs(config.optimized_model_dir, exist_ok=True)
-        opts.optimized_model_filepath = os.path.join(config.optimized_model_dir, os.path.basename(path))
+        path = _use_optimized_file(path, config, opts)
     try:
         return ort.InferenceSession(path, opts, providers=list(config.providers))
     except Exception as e:  # onnxruntime raises its own exception types
         raise ContractError(f"onnxruntime could not load {path}: {e}") from None
+
+
+def _use_optimized_file(path: str, config: SessionConfig, opts) -> str:
+    """Pre-optimized graphs: load the saved one with optimization off, else optimize and save it.
+
+    The saved file is keyed by the source graph's sha256 and the level, so a
+    re-exported or re-quantized graph never meets a stale optimized copy. Level
+    "all" applies hardware-specific fusions: keep the directory per machine type.
+    """
+    import hashlib
+
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    stem = os.path.basename(path)[: -len(".onnx")] if path.endswith(".onnx") else os.path.basename(path)
+    os.makedirs(config.optimized_model_dir, exist_ok=True)
+    saved = os.path.join(config.optimized_model_dir, f"{stem}.{digest}.{config.optimization}.onnx")
+    if os.path.isfile(saved):
+        opts.graph_optimization_level = OPT_LEVELS["disable"]
+        return saved
+    opts.optimized_model_filepath = saved
+    return path
 
 
 def check_session(session, contract_graph: dict, path: str) -> None:
