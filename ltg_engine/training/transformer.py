@@ -20,6 +20,10 @@ keys of the previous, own and next block (3W keys), so the score tensor is
 (B, H, S/W, W, 3W): O(S * W) memory instead of O(S^2). CTranslate2's
 `sliding_window` truncates the decoder's KV cache; it is not an encoder band
 mask, so the CTranslate2 comparison covers full-attention models only.
+Measured (exported encoder, onnxruntime 1.32, 2 threads, default sizes d=256,
+4 heads, 3+3 layers, batch 1, a loaded 2-core box): W=256 runs 16,384 tokens
+in 8.7 s at 0.8 GiB peak RSS and 65,536 in 40 s at 3.3 GiB (linear); full
+attention runs 8,192 in 19 s / 2.3 GiB and 16,384 in 81 s / 8.6 GiB (quadratic).
 
 Graph contract (names in graph_spec(), L = decoder layers, i in 0..L-1):
     memory  cross_k_i [B, H, Dh, S]  keys stored transposed: scores are one MatMul
