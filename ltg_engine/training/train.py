@@ -57,6 +57,8 @@ class TrainConfig:
     batch_size: int = 32         # sentences per batch ...
     max_batch_tokens: int = 0    # ... and, if > 0, at most this many padded tokens
     lr: float = 1e-3
+    warmup_steps: int = 0        # linear warmup from 0 to lr
+    lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr/10 at the last step)
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     grad_clip: float = 1.0       # max gradient norm; 0 = off
@@ -73,6 +75,8 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.max_batch_tokens >= 0, "max_batch_tokens must be >= 0"),
             (self.lr > 0, "lr must be > 0"),
+            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
             (self.grad_clip >= 0, "grad_clip must be >= 0"),
             (self.context_len >= 1 and self.continuation_len >= 1, "context_len and continuation_len must be >= 1"),
@@ -143,6 +147,17 @@ def evaluate(model, examples, batch_size: int, device) -> float:
     return total / max(count, 1)
 
 
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """lr for update number `step` (0-based): linear warmup, then constant or cosine to lr/10."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    span = max(total_steps - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def _progress(total: int, initial: int, quiet: bool):
     disable = quiet or not sys.stderr.isatty()
     try:
@@ -209,9 +224,6 @@ def _run_training(cfg: TrainConfig) -> str:
     state = {"epoch": 0, "batch_in_epoch": 0, "step": 0, "best_valid_loss": None}
     if resuming:
         state.update(ckpt.load_training_state(cfg.out, model, optimizer))
-        for group in optimizer.param_groups:  # the new run's lr wins
-            group["lr"] = cfg.lr
-
     trainer = _Trainer(cfg, model, model_cfg, optimizer, tokenizer, train_ex, valid_ex, device, state)
     trainer.run()
     return cfg.out
@@ -223,6 +235,7 @@ class _Trainer:
         self.tokenizer, self.train_ex, self.valid_ex, self.device = tokenizer, train_ex, valid_ex, device
         self.state = state
         self.max_source_len = max(len(s) for s, _ in train_ex)
+        self.total_steps = cfg.max_steps or cfg.epochs * len(self._epoch_batches(0))
 
     def _epoch_batches(self, epoch: int) -> List:
         return make_batches(self.train_ex, self.cfg.batch_size, self.cfg.max_batch_tokens,
@@ -233,9 +246,7 @@ class _Trainer:
         return (c.max_steps > 0 and s["step"] >= c.max_steps) or (c.max_steps == 0 and s["epoch"] >= c.epochs)
 
     def run(self) -> None:
-        n_batches = len(self._epoch_batches(0))
-        total = self.cfg.max_steps or self.cfg.epochs * n_batches
-        bar = _progress(total, self.state["step"], self.cfg.quiet)
+        bar = _progress(self.total_steps, self.state["step"], self.cfg.quiet)
         try:
             while not self._done():
                 finished_epoch = self._train_epoch(bar)
@@ -266,6 +277,9 @@ class _Trainer:
     def _update(self, batch):
         self.model.train()
         loss = sequence_loss(self.model, batch, self.cfg.label_smoothing)
+        lr = learning_rate(self.cfg, self.state["step"], self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
@@ -319,6 +333,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--batch-size", type=int, default=d.batch_size, help="sentences (examples) per batch")
     a("--max-batch-tokens", type=int, default=d.max_batch_tokens, help="also cap padded tokens per batch (0 = no cap)")
     a("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    a("--warmup-steps", type=int, default=d.warmup_steps, help="linear learning-rate warmup steps")
+    a("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"], help="after warmup: constant lr, or cosine decay to lr/10 at the last step")
     a("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     a("--label-smoothing", type=float, default=d.label_smoothing, help="label smoothing for the training loss")
     a("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0 = off)")
