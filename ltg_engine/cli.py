@@ -88,8 +88,8 @@ def add_session_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", action="append", default=None,
                    help="onnxruntime execution provider, repeatable (e.g. CUDAExecutionProvider; default CPU)")
     p.add_argument("--int8", action="store_true", help="use the int8 graphs (after `ltg quantize`)")
-    p.add_argument("--no-spinning", dest="spinning", action="store_false",
-                   help="idle onnxruntime threads sleep instead of spin (busy or shared machines)")
+    p.add_argument("--spinning", action=argparse.BooleanOptionalAction, default=False,
+                   help="let idle onnxruntime threads spin (default off: faster on busy or shared machines)")
     p.add_argument("--optimized-model-dir", default=None, metavar="DIR",
                    help="cache of onnxruntime-optimized graphs: saved on first load, reused after")
 

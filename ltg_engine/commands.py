@@ -42,7 +42,7 @@ def _load_generator(model_dir, args):
 
     return Generator.load(model_dir, providers=args.provider, threads=args.threads,
                           precision="int8" if args.int8 else "float32",
-                          spinning=getattr(args, "spinning", True),
+                          spinning=getattr(args, "spinning", False),
                           optimized_model_dir=getattr(args, "optimized_model_dir", None))
 
 

@@ -26,13 +26,15 @@ class ContractError(ValueError):
 class SessionConfig:
     providers: tuple
     threads: Optional[int] = None
-    spinning: bool = True
+    # Spinning off: on a shared or busy 2-8 core box spinning workers steal the
+    # cores the other sessions need (benchmarks/results/session_tuning.md).
+    spinning: bool = False
     optimization: str = "all"
     optimized_model_dir: Optional[str] = None
 
     @classmethod
     def create(cls, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
-               spinning: bool = True, optimization: str = "all",
+               spinning: bool = False, optimization: str = "all",
                optimized_model_dir: Optional[str] = None) -> "SessionConfig":
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None (onnxruntime's default), got {threads!r}")

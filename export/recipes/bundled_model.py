@@ -8,7 +8,7 @@
    WORK. Nothing of the corpus is committed.
 2. Build one .txt corpus: one fortune per document (fortune files separate
    entries by lines holding "%"; documents here are separated by blank lines).
-   ANSI colour codes are stripped; each entry is decoded as UTF-8, else GB18030,
+   ANSI colour codes, indentation and runs of spaces are removed; each entry is decoded as UTF-8, else GB18030,
    else Big5, and dropped if none fits.
 3. Train an LSTM with Luong general attention (cheap per step at long
    context) for a wall-clock budget: training runs in chunks of updates with
@@ -34,6 +34,7 @@ PACKAGES = ("fortunes", "fortunes-zh")
 ZH_FILES = {"chinese", "tang300", "song100"}
 SKIP_FILES = {"ascii-art"}          # pictures, not text
 ANSI = re.compile(r"\x1b(\[[0-9;]*[A-Za-z])?")
+SPACES = re.compile(r"\s+")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(REPO, "ltg_engine", "models", "default")
 
@@ -81,7 +82,8 @@ def read_fortunes(path: str):
         if text is None:
             dropped += 1
             continue
-        lines = [ANSI.sub("", line).replace("\t", "    ").rstrip() for line in text.split("\n")]
+        # Indentation and runs of spaces are layout, not text: a small model would spend itself on them.
+        lines = [SPACES.sub(" ", ANSI.sub("", line)).strip() for line in text.split("\n")]
         lines = [line for line in lines if line.strip()]
         if lines:
             entries.append("\n".join(lines))
