@@ -14,7 +14,8 @@ from ltg_engine.training import ARCHS, get_arch  # noqa: E402
 from ltg_engine.training.checkpoint import load_model  # noqa: E402
 from ltg_engine.training.lstm import LSTMConfig, LSTMSeq2Seq, reverse_by_length  # noqa: E402
 from ltg_engine.training.reference import beam_search, greedy_decode  # noqa: E402
-from ltg_engine.training.train import TrainConfig, add_train_arguments, config_from_args, run_training  # noqa: E402
+from ltg_engine.training.train import (TrainConfig, add_train_arguments, config_from_args,  # noqa: E402
+                                       learning_rate, run_training)
 
 ATTENTIONS = ["general", "additive"]
 
@@ -241,6 +242,28 @@ def test_cli_arguments_round_trip(tmp_path):
     assert cfg.attention == "additive" and cfg.d_model == 32 and cfg.model_config == {"attn_dim": 7}
     assert cfg.resume and cfg.label_smoothing == 0.1 and cfg.arch == "lstm"
     assert all(a.help for a in parser._actions if a.dest != "help")
+
+
+def test_cli_rejects_model_config_that_is_not_an_object(capsys):
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "d", "--out", "o", "--model-config", "[1, 2]"])
+    assert "JSON object" in capsys.readouterr().err
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(data="d", out="o", lr=1.0, warmup_steps=4, lr_schedule="cosine")
+    lrs = [learning_rate(cfg, s, total_steps=20) for s in range(20)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and lrs[-1] >= 0.1
+    assert learning_rate(TrainConfig(data="d", out="o", lr=0.5), 100, 20) == 0.5
+
+
+def test_label_smoothing_and_additive_attention_train(tmp_path, tiny_data):
+    run = train(tmp_path, tiny_data, "ls", max_steps=3, label_smoothing=0.1, attention="additive")
+    model, model_cfg, _ = load_model(run)
+    assert model_cfg.attention == "additive" and "keys" in model.graph_spec().memory
 
 
 def test_bad_config_is_rejected(tmp_path, tiny_data):

@@ -309,6 +309,16 @@ class _Trainer:
 # command line
 
 
+def _json_object(text: str) -> Dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object such as '{\"enc_hidden\": 384}'")
+    return value
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig(data="", out="")
     a = p.add_argument
@@ -323,7 +333,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--ffn-dim", type=int, default=None, help="feed-forward width (transformer)")
     a("--attention", default=None, choices=["general", "additive"], help="LSTM attention: general (Luong, cheap at long context) or additive (Bahdanau)")
     a("--dropout", type=float, default=None, help="dropout probability")
-    a("--model-config", type=json.loads, default={}, help="JSON object of architecture config fields, e.g. '{\"enc_hidden\": 384}'; wins over the flags above")
+    a("--model-config", type=_json_object, default={}, help="JSON object of architecture config fields, e.g. '{\"enc_hidden\": 384}'; wins over the flags above")
     a("--vocab-size", type=int, default=d.vocab_size, help="SentencePiece vocabulary size (smaller if the corpus is too small)")
     a("--context-len", type=int, default=d.context_len, help="source length in tokens (plain-text corpora: context before each continuation)")
     a("--continuation-len", type=int, default=d.continuation_len, help="target length in tokens")
