@@ -38,7 +38,7 @@ def config_name(r: dict) -> str:
 
 def headline_table(rows: List[dict]) -> List[str]:
     out = ["| arch | context | batch | beams | ltg tok/s | vs PyTorch | vs Python loop | vs CT2 f32 | vs CT2 int8 "
-           "| overhead | per-token p50 ms | floor ms | achieved/floor |",
+           "| overhead median (min) | per-token p50 ms | floor ms | achieved/floor |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ltg = r["engines"]["ltg"]
@@ -46,7 +46,7 @@ def headline_table(rows: List[dict]) -> List[str]:
         mean = ltg["per_token_mean_ms"]
         out.append(f"| {r['arch']} | {r['context']} | {r['batch']} | {r['beams']} | {ltg['tokens_per_s']:.0f} | "
                    + " | ".join(_f(ratio(r, p), "{:.2f}x") for p in PEERS)
-                   + f" | {_f(ltg['overhead_share'], '{:.1%}')} | {_f(p50)} | {r['floor_ms_per_token']:.2f} | "
+                   + f" | {_f(ltg['overhead_share'], '{:.1%}')} ({_f(ltg.get('overhead_share_min'), '{:.1%}')}) | {_f(p50)} | {r['floor_ms_per_token']:.2f} | "
                    f"{_f(mean / r['floor_ms_per_token'] if mean else None, '{:.1f}')} |")
     return out
 
@@ -99,6 +99,9 @@ def targets(rows: List[dict], growth: List[dict]) -> List[str]:
         [(config_name(r), ratio(r, "torch")) for r in b1 if ratio(r, "torch")], 5.0)
     add("engine overhead <= 2% with beam 4",
         [(config_name(r), r["engines"]["ltg"]["overhead_share"]) for r in rows if r["beams"] == 4], 0.02,
+        higher_better=False, fmt="{:.1%}")
+    add("engine overhead <= 2% with beam 4, least-disturbed run",
+        [(config_name(r), r["engines"]["ltg"]["overhead_share_min"]) for r in rows if r["beams"] == 4], 0.02,
         higher_better=False, fmt="{:.1%}")
     add(">= 1.0x CTranslate2 float32 (same weights)",
         [(config_name(r), ratio(r, "ct2_f32")) for r in rows if ratio(r, "ct2_f32")], 1.0)
@@ -217,7 +220,9 @@ def _tokens_vs_batch(plt, out_dir, rows, archs):
         ax.set_ylabel("tokens/s (higher is better)")
         ax.set_title(f"{arch}, context {ctx}")
         ax.grid(True, axis="y", which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * 4)                                  # room above the bars for the legend
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "tokens_per_s_vs_batch.png"), dpi=110)
     plt.close(fig)

@@ -168,6 +168,7 @@ def summarize(ms: List[Measure], expected_tokens: int) -> dict:
         if gaps else None,
         "per_token_mean_ms": 1e3 * float(np.mean(gaps)) if gaps else None,
         "overhead_share": med([m.overhead for m in ms if m.overhead is not None]),
+        "overhead_share_min": min((m.overhead for m in ms if m.overhead is not None), default=None),
         "encoder_ms": None if ms[0].encoder_s is None else 1e3 * med([m.encoder_s for m in ms]),
         "seconds_all": [m.seconds for m in ms],
     }
