@@ -29,7 +29,6 @@ from torch import nn
 
 from ltg_engine.training.base import GraphSpec, Seq2SeqModel, Tensors
 
-MASK_VALUE = -1e9  # finite: a fully masked row gives a uniform softmax, never NaN
 
 
 @dataclasses.dataclass
@@ -260,7 +259,8 @@ class LSTMSeq2Seq(Seq2SeqModel):
         top, h, c = self.cell(x, state["h"], state["c"])                # (B, K, H), (B, K, L, H) x2
         mem = memory["memory"]                                          # (B, S, 2He)
         scores = self.attn.scores(top, memory)                          # (B, K, S)
-        scores = scores.masked_fill(padding_mask(src_len, mem.shape[1]), MASK_VALUE)
+        # finfo.min, not -inf: finite in any dtype, and a fully masked row stays NaN-free
+        scores = scores.masked_fill(padding_mask(src_len, mem.shape[1]), torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1)                         # (B, K, S)
         context = torch.matmul(weights, mem)                            # (B, K, 2He)
         attn_vec = torch.tanh(self.combine(torch.cat([context, top], dim=-1)))  # (B, K, H)
