@@ -3,9 +3,11 @@
     python benchmarks/profile_step.py MODEL_DIR --context 512 32768 --num-beams 1 4 --out benchmarks/results/profile.md
 
 Part 1 runs generate_ids with onnxruntime's profiler on and sums the decoder
-step's node times by op type (share of the step). Part 2 splits the wall time
-outside onnxruntime: search.advance (the compiled core) vs everything else
-(feeds, callbacks, result decoding), timed by wrapping the step function.
+step's node times by op type (share of the step). Part 2 splits the run's CPU
+time (calling thread; use --threads 1) outside onnxruntime into
+search.advance (the compiled core) and everything else (feeds, Python
+driver, result decoding). CPU time, because on a loaded machine wall-clock
+preemption lands anywhere.
 """
 from __future__ import annotations
 
@@ -44,9 +46,31 @@ def op_profile(model_dir: str, context: int, beams: int, new_tokens: int, thread
     return {op: us / total for op, us in by_op.most_common()}
 
 
+class _CpuTimed:
+    """A session proxy summing the calling thread's CPU time inside run() (exact with 1 intra-op thread)."""
+
+    def __init__(self, session):
+        self.session, self.cpu = session, 0.0
+
+    def run(self, *args, **kwargs):
+        t0 = time.thread_time()
+        out = self.session.run(*args, **kwargs)
+        self.cpu += time.thread_time() - t0
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
 def overhead_split(model_dir: str, context: int, beams: int, new_tokens: int, threads: int) -> dict:
-    """Seconds per run: encoder, onnxruntime step runs, search.advance, and the rest."""
+    """Shares of one run's CPU time: onnxruntime runs, search.advance (the compiled core), the rest.
+
+    CPU time of the calling thread, not wall time: on a loaded machine
+    preemption would otherwise land anywhere. Meaningful with threads=1,
+    where onnxruntime computes on the calling thread.
+    """
     gen = Generator.load(model_dir, threads=threads)
+    gen.encoder, gen.decoder = _CpuTimed(gen.encoder), _CpuTimed(gen.decoder)
     src = bench.synthetic_sources(gen.vocab_size, context, 1)
     advance = [0.0]
     original = search_core.iterate
@@ -55,25 +79,24 @@ def overhead_split(model_dir: str, context: int, beams: int, new_tokens: int, th
         while not search.done:
             kept = search.kept if search.compacted else None
             logits = step_fn(search.tokens, search.parents, search.step, kept)
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             search.advance(logits)
-            advance[0] += time.perf_counter() - t0
+            advance[0] += time.thread_time() - t0
             yield search
 
     search_core.iterate = timed_iterate
     try:
         gen.generate_ids(src, **bench.fixed_length_options(new_tokens, beams))       # warm-up
-        advance[0] = 0.0
-        t0 = time.perf_counter()
+        advance[0] = gen.encoder.cpu = gen.decoder.cpu = 0.0
+        t0 = time.thread_time()
         gen.generate_ids(src, **bench.fixed_length_options(new_tokens, beams))
-        wall = time.perf_counter() - t0
+        total = time.thread_time() - t0
     finally:
         search_core.iterate = original
-    s = gen.last_stats
-    rest = wall - s["encoder_seconds"] - s["decoder_seconds"] - advance[0]
-    return {"wall_ms": 1e3 * wall, "encoder_ms": 1e3 * s["encoder_seconds"], "ort_step_ms": 1e3 * s["decoder_seconds"],
+    rest = total - gen.encoder.cpu - gen.decoder.cpu - advance[0]
+    return {"cpu_ms": 1e3 * total, "ort_ms": 1e3 * (gen.encoder.cpu + gen.decoder.cpu),
             "advance_ms": 1e3 * advance[0], "rest_ms": 1e3 * rest,
-            "advance_share": advance[0] / wall, "rest_share": rest / wall}
+            "advance_share": advance[0] / total, "rest_share": rest / total}
 
 
 def main(argv=None) -> int:
@@ -86,7 +109,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="append a markdown section to this file")
     args = p.parse_args(argv)
     lines = [f"## Profile of {args.model_dir} ({args.threads} thread(s), {args.new_tokens} tokens, batch 1)", "",
-             "| context | beams | top op types (share of decoder-step node time) | search.advance | other overhead |",
+             "| context | beams | top op types (share of decoder-step node time) | search.advance (share of CPU time) | other outside onnxruntime |",
              "|---:|---:|---|---:|---:|"]
     for context in args.context:
         for beams in args.num_beams:

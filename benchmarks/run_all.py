@@ -188,7 +188,10 @@ def main(argv=None) -> int:
     p.add_argument("--repetitions", type=int, default=None, help="alternated timed runs (default 5; --quick 2)")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--cache", default=os.path.join(HERE, ".cache"))
+    p.add_argument("--report-only", action="store_true", help="rewrite the tables and plots from OUT/latency.json")
     args = p.parse_args(argv)
+    if args.report_only:
+        return rewrite_report(args.out)
     new_tokens = args.new_tokens or (16 if args.quick else 32)
     reps = args.repetitions or (2 if args.quick else 5)
 
@@ -226,6 +229,18 @@ def main(argv=None) -> int:
     machine["threads"] = args.threads
     write_report(args.out, rows, machine, rates, models, quick=args.quick, tiny=args.tiny)
     print(f"wrote {args.out} in {machine['suite_seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+def rewrite_report(out_dir: str) -> int:
+    import json
+
+    from report import write_report
+
+    with open(os.path.join(out_dir, "latency.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    quick = saved["rows"][0]["new_tokens"] < 32
+    write_report(out_dir, saved["rows"], saved["machine"], saved["machine_rates"], saved["models"], quick=quick)
     return 0
 
 

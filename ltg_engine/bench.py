@@ -210,7 +210,7 @@ def summarize(runs: List[Run], batch: int) -> dict:
         "encoder_ms": 1e3 * med([r.encoder_s for r in runs]),
         "decoder_ms": 1e3 * med([r.decoder_s for r in runs]),
         "overhead_share": med([r.overhead_share for r in runs]),
-        # the least-disturbed run: on a loaded machine preemption lands in the Python part too
+        # the least-disturbed run bounds the run-to-run spread of a shared machine
         "overhead_share_min": min(r.overhead_share for r in runs),
     }
 
