@@ -10,9 +10,10 @@ round-trip through Python. Never imports torch.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,6 +24,28 @@ from ltg_engine.sessions import SessionConfig, check_session, make_session
 from ltg_engine.tokenizer import IncrementalDecoder, Tokenizer
 
 MEMORY, STATE, NEXT_STATE = "memory.", "state.", "next_state."
+# Search buffers (token histories; beam: 3 per hypothesis) are allocated up front
+# for max_new_tokens; a request needing more than this is refused before any work.
+MAX_SEARCH_BUFFER_BYTES = 1 << 30
+# Every step runs num_beams hypotheses per row through the decoder; far more is a typo, not a search.
+MAX_NUM_BEAMS = 256
+
+
+class GenerationCancelled(RuntimeError):
+    """generate()/stream() stopped because its `cancel` event was set."""
+
+    def __init__(self, steps: int):
+        super().__init__(f"generation cancelled after {steps} steps")
+        self.steps = steps
+
+
+class GenerationTimeout(TimeoutError):
+    """generate()/stream() ran past its `timeout`; checked before encoding and after every step."""
+
+    def __init__(self, timeout: float, steps: int):
+        super().__init__(f"generation exceeded timeout={timeout}s after {steps} steps")
+        self.timeout = timeout
+        self.steps = steps
 
 
 @dataclass
@@ -96,7 +119,7 @@ class Generator:
         self.pad_id = int(cfg["special_ids"]["pad"])
         self.max_source_length = model_dir.max_source_length
         self.defaults = GenerationOptions.from_kwargs(**cfg.get("generation", {}))
-        self.last_stats: dict = {}
+        self._local = threading.local()  # last_stats is per thread: one Generator serves many
         self.io_binding = False
 
     # ------------------------------------------------------------ loading
@@ -134,6 +157,15 @@ class Generator:
         return gen
 
     @property
+    def last_stats(self) -> dict:
+        """Timings of this thread's last completed generate() (each thread sees its own)."""
+        return getattr(self._local, "stats", {})
+
+    @last_stats.setter
+    def last_stats(self, stats: dict) -> None:
+        self._local.stats = stats
+
+    @property
     def providers(self) -> List[str]:
         return self.decoder.get_providers()
 
@@ -146,7 +178,10 @@ class Generator:
                 raise TypeError(f"input {i} must be str, got {type(text).__name__}")
             if not text.strip():
                 raise ValueError(f"input {i} is empty or whitespace only; give the model some context")
-            toks = self.tokenizer.encode(text)
+            try:
+                toks = self.tokenizer.encode(text)
+            except ValueError as e:  # e.g. a lone surrogate, which is not encodable text
+                raise ValueError(f"input {i}: {e}") from None
             limit = self.max_source_length
             cut = limit is not None and len(toks) > limit
             if cut and not truncate:
@@ -167,9 +202,12 @@ class Generator:
         return opts
 
     # ------------------------------------------------------------ running
-    def _start(self, texts, truncate, options, source=None):
+    def _start(self, texts, truncate, options, source=None, stop=None):
         opts = self._options(options)
         src, src_len, flags = source if source is not None else self.encode_sources(texts, truncate)
+        _check_search_size(opts, len(src_len))
+        if stop is not None:
+            stop.check(0)
         t0 = time.perf_counter()
         if self.io_binding:
             from ltg_engine.iobinding import encode_on_device, session_device
@@ -194,7 +232,8 @@ class Generator:
         return search, runner, src_len, flags, encode_s
 
     def generate(self, inputs: Union[str, Sequence[str]], *, truncate: bool = False,
-                 timeout: Optional[float] = None, on_step: Optional[Callable] = None, **options):
+                 timeout: Optional[float] = None, on_step: Optional[Callable] = None,
+                 cancel: Optional[Union[threading.Event, Callable[[], bool]]] = None, **options):
         """Generate a continuation for one text (-> GenerationResult) or a list (-> list).
 
         options: GenerationOptions names (max_new_tokens, num_beams, do_sample,
@@ -202,19 +241,27 @@ class Generator:
         length_penalty, early_stopping, num_return_sequences, min_new_tokens,
         eos_token_id, banned_token_ids, seed). truncate: keep the last
         max_source_length tokens of a longer input instead of raising.
-        timeout: seconds; raises TimeoutError when exceeded (checked every step).
+        timeout: seconds; raises GenerationTimeout (a TimeoutError) when exceeded
+        (checked before encoding and after every step).
         on_step: called as on_step(search) after every decoder step (benchmarks
         timestamp tokens with it; search.step is the number of steps so far).
+        cancel: a threading.Event (or a no-argument callable); once it is set,
+        GenerationCancelled is raised at the next step.
+        Thread-safe: one Generator may serve many threads at once.
         """
         single = isinstance(inputs, str)
+        if isinstance(inputs, (bytes, bytearray, memoryview)) or not isinstance(inputs, (str, Iterable)):
+            raise TypeError(f"inputs must be a str or a sequence of str, got {type(inputs).__name__}"
+                            + ("; decode bytes first, e.g. data.decode('utf-8', errors='replace')"
+                               if isinstance(inputs, (bytes, bytearray, memoryview)) else ""))
         texts = [inputs] if single else list(inputs)
         if not texts:
             return []
-        results = self._generate(texts, truncate, timeout, on_step, options)
+        results = self._generate(texts, truncate, timeout, on_step, options, cancel=cancel)
         return results[0] if single else results
 
     def generate_ids(self, source_ids: Sequence[Sequence[int]], *, timeout: Optional[float] = None,
-                     on_step: Optional[Callable] = None, **options) -> List[GenerationResult]:
+                     on_step: Optional[Callable] = None, cancel=None, **options) -> List[GenerationResult]:
         """generate() on token ids instead of texts: the tokenizer is bypassed.
 
         For benchmarks and tests that need sources of exactly N tokens (random
@@ -230,19 +277,20 @@ class Generator:
         for r, row in enumerate(ids):
             src[r, : len(row)] = row
         source = (src, np.array([len(row) for row in ids], dtype=np.int64), [False] * len(ids))
-        return self._generate(None, False, timeout, on_step, options, source)
+        return self._generate(None, False, timeout, on_step, options, source, cancel)
 
-    def _generate(self, texts, truncate, timeout, on_step, options, source=None) -> List[GenerationResult]:
+    def _generate(self, texts, truncate, timeout, on_step, options, source=None,
+                  cancel=None) -> List[GenerationResult]:
         t_start = time.perf_counter()
-        deadline = _deadline(timeout)
-        search, runner, src_len, flags, encode_s = self._start(texts, truncate, options, source)
+        stop = _Stop(timeout, cancel)
+        search, runner, src_len, flags, encode_s = self._start(texts, truncate, options, source, stop)
         for _ in search_core.iterate(search, runner):
-            _check_deadline(deadline, timeout, search)
+            stop.check(search.step)
             if on_step is not None:
                 on_step(search)
         results = [self._result(hyps, int(n), cut) for hyps, n, cut in zip(search.results(), src_len, flags)]
         total = time.perf_counter() - t_start
-        self.last_stats = {"seconds": total, "encoder_seconds": encode_s, "steps": search.step,
+        self._local.stats = {"seconds": total, "encoder_seconds": encode_s, "steps": search.step,
                            "decoder_seconds": runner.ort_seconds,
                            "overhead_share": max(0.0, 1 - (encode_s + runner.ort_seconds) / total)}
         return results
@@ -253,27 +301,35 @@ class Generator:
         return GenerationResult(best.text, best.token_ids, best.score, hypotheses, n_src, truncated)
 
     def stream(self, text: str, *, truncate: bool = False, timeout: Optional[float] = None,
+               cancel: Optional[Union[threading.Event, Callable[[], bool]]] = None,
                **options) -> Iterator[str]:
         """Yield text pieces as tokens are produced (greedy and sampling).
 
         Joined, the pieces equal generate(text, **same options).text. A
         multi-byte character is never split across pieces. With num_beams > 1
         the best hypothesis is yielded once, at the end. Closing the iterator
-        early stops generation and frees its state.
+        early stops generation and frees its state. Bad text, options, timeout
+        or cancel raise here, at the call; the encoder runs at the first next().
+        timeout/cancel: as in generate().
         """
         if not isinstance(text, str):
             raise TypeError(f"stream takes one str, got {type(text).__name__}")
-        deadline = _deadline(timeout)
-        search, runner, _, _, _ = self._start([text], truncate, options)
+        stop = _Stop(timeout, cancel)
+        self._options(options)
+        source = self.encode_sources([text], truncate)
+        return self._stream(source, options, stop)
+
+    def _stream(self, source, options, stop) -> Iterator[str]:
+        search, runner, _, _, _ = self._start(None, False, options, source, stop)
         try:
             if getattr(search, "emitted", None) is None or search.__class__.__name__ == "BeamSearch":
                 for _ in search_core.iterate(search, runner):
-                    _check_deadline(deadline, timeout, search)
+                    stop.check(search.step)
                 yield self.tokenizer.decode(search.results()[0][0][0])
                 return
             decoder = IncrementalDecoder(self.tokenizer)
             for _ in search_core.iterate(search, runner):
-                _check_deadline(deadline, timeout, search)
+                stop.check(search.step)
                 token = int(search.emitted[0])
                 if token >= 0:
                     piece = decoder.push(token)
@@ -294,6 +350,34 @@ def _deadline(timeout) -> Optional[float]:
     return time.perf_counter() + timeout
 
 
-def _check_deadline(deadline, timeout, search) -> None:
-    if deadline is not None and time.perf_counter() > deadline:
-        raise TimeoutError(f"generation exceeded timeout={timeout}s after {search.step} steps")
+class _Stop:
+    """The timeout and cancel checks of one call, run before encoding and after every step."""
+
+    def __init__(self, timeout, cancel):
+        self.timeout = timeout
+        self.deadline = _deadline(timeout)
+        if cancel is None or callable(cancel):
+            self.cancelled = cancel
+        elif callable(getattr(cancel, "is_set", None)):
+            self.cancelled = cancel.is_set
+        else:
+            raise TypeError(f"cancel must be a threading.Event or a callable, got {type(cancel).__name__}")
+
+    def check(self, steps: int) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise GenerationCancelled(steps)
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise GenerationTimeout(self.timeout, steps)
+
+
+def _check_search_size(opts: GenerationOptions, batch: int) -> None:
+    """Refuse requests whose up-front search buffers would not fit, before any allocation."""
+    if opts.num_beams > MAX_NUM_BEAMS:
+        raise ValueError(f"num_beams={opts.num_beams} is above this engine's limit {MAX_NUM_BEAMS}")
+    per_hyp = 8 * opts.max_new_tokens * (3 if opts.num_beams > 1 else 1)  # int64 histories
+    need = batch * opts.num_beams * per_hyp
+    if need > MAX_SEARCH_BUFFER_BYTES:
+        raise ValueError(
+            f"max_new_tokens={opts.max_new_tokens} x num_beams={opts.num_beams} x batch {batch} needs "
+            f"{need / 2**30:.1f} GiB of search buffers (limit {MAX_SEARCH_BUFFER_BYTES / 2**30:g} GiB); "
+            "lower max_new_tokens, num_beams or the batch")

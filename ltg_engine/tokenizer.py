@@ -44,7 +44,12 @@ class Tokenizer:
     def encode(self, text: str) -> List[int]:
         if not isinstance(text, str):
             raise TypeError(f"encode expects str, got {type(text).__name__}")
-        return self.sp.encode(text, out_type=int)
+        try:
+            return self.sp.encode(text, out_type=int)
+        except RuntimeError:
+            # SentencePiece takes UTF-8; lone surrogates (e.g. from surrogateescape) have none.
+            _check_encodable(text)
+            raise
 
     def decode(self, ids: Union[Sequence[int], np.ndarray]) -> str:
         """Decode ids to text; pad/bos/eos are dropped, out-of-range ids raise."""
@@ -57,6 +62,17 @@ class Tokenizer:
 
     def id_to_piece(self, i: int) -> str:
         return self.sp.id_to_piece(int(i))
+
+
+def _check_encodable(text: str) -> None:
+    """ValueError naming the first character that has no UTF-8 form (a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"text has a lone surrogate U+{ord(text[e.start]):04X} at character {e.start}, which is not "
+            "valid Unicode (bytes decoded with errors='surrogateescape'?); decode the bytes with "
+            "errors='replace' or clean the text") from None
 
 
 class IncrementalDecoder:
