@@ -3,7 +3,6 @@
 Models are randomly initialised with a fixed seed (dropout 0, eval mode); the
 properties tested are exact identities, so no training is needed.
 """
-import numpy as np
 import pytest
 import torch
 
@@ -117,90 +116,20 @@ def test_graph_spec_matches_encode_and_step():
 
 # ---------------------------------------------------------------- ONNX export
 
-class _Encoder(torch.nn.Module):
-    def __init__(self, model, mem, st):
-        super().__init__()
-        self.model, self.mem, self.st = model, mem, st
-
-    def forward(self, src_ids, src_len):
-        memory, state = self.model.encode(src_ids, src_len)
-        return tuple(memory[n] for n in self.mem) + tuple(state[n] for n in self.st)
-
-
-class _Step(torch.nn.Module):
-    def __init__(self, model, mem, st):
-        super().__init__()
-        self.model, self.mem, self.st = model, mem, st
-
-    def forward(self, tokens, parents, step, states, memories, src_len):
-        logits, nxt = self.model.step(tokens, parents, step, dict(zip(self.st, states)),
-                                      dict(zip(self.mem, memories)), src_len)
-        return (logits,) + tuple(nxt[n] for n in self.st)
-
-
-def _axes(shape, dims):
-    return {i: dims[d] for i, d in enumerate(shape) if isinstance(d, str)}
-
-
-def export_pair(model, out_dir):
-    """encoder.onnx / decoder_step.onnx with this test's own wrappers (dynamo, dynamic B, K, S, T)."""
-    from torch.export import Dim
-
-    spec = model.graph_spec()
-    mem, st = list(spec.memory), list(spec.state)
-    dims = {"B": Dim("B"), "S": Dim("S"), "K": Dim("K"), "K_in": Dim("K_in"), "T": Dim("T")}
-    src, src_len = random_batch(2, 7)                                   # every dynamic size distinct, >= 2
-    with torch.no_grad():
-        memory, _ = model.encode(src, src_len)
-    states = tuple(torch.randn(2, 3, *[5 if d == "T" else d for d in spec.state[n][1:]]) for n in st)
-    tokens = torch.randint(4, V, (2, 4))
-    parents = torch.randint(0, 3, (2, 4))
-    enc_path, step_path = str(out_dir / "encoder.onnx"), str(out_dir / "decoder_step.onnx")
-    torch.onnx.export(_Encoder(model, mem, st), (src, src_len), enc_path, dynamo=True,
-                      dynamic_shapes=({0: dims["B"], 1: dims["S"]}, {0: dims["B"]}),
-                      input_names=["src_ids", "src_len"], output_names=mem + st)
-    ds = ({0: dims["B"], 1: dims["K"]}, {0: dims["B"], 1: dims["K"]}, None,
-          tuple(_axes(["B", "K_in"] + spec.state[n][1:], dims) for n in st),
-          tuple(_axes(spec.memory[n], dims) for n in mem), {0: dims["B"]})
-    torch.onnx.export(_Step(model, mem, st),
-                      (tokens, parents, torch.tensor(5), states, tuple(memory[n] for n in mem), src_len),
-                      step_path, dynamo=True, dynamic_shapes=ds,
-                      input_names=["tokens", "parents", "step"] + st + mem + ["src_len"],
-                      output_names=["logits"] + ["next_" + n for n in st])
-    return enc_path, step_path
-
-
 @pytest.mark.parametrize("window", [0, 5])
 def test_onnx_export_matches_pytorch(tmp_path, window):
-    """Batch 1 and 3; sources of 1, 7 and 40 tokens (longer than any 'trained' 16); T from 0."""
-    ort = pytest.importorskip("onnxruntime")
+    """The project's exporter (export/onnx_export.py) on both encoder variants: onnx.checker and the
+    contract table, then PyTorch vs onnxruntime at batch 1 and 3, sources of 1, 7 and 40 tokens
+    (longer than the nominal 10 'trained'), three steps with beam reordering, tolerance 1e-4."""
+    pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
+    from ltg_engine.export.contract import build_contract
+    from ltg_engine.export.onnx_export import check_graphs, export_graphs, validate
+
     model = make_model(window)
     spec = model.graph_spec()
-    mem, st = list(spec.memory), list(spec.state)
-    enc_path, step_path = export_pair(model, tmp_path)
-    enc = ort.InferenceSession(enc_path, providers=["CPUExecutionProvider"])
-    dec = ort.InferenceSession(step_path, providers=["CPUExecutionProvider"])
-    g = torch.Generator().manual_seed(7)
-    for B in (1, 3):
-        for S in (1, 7, 40):
-            src, src_len = random_batch(B, S, seed=S)
-            with torch.no_grad():
-                memory, state = model.encode(src, src_len)
-            outs = enc.run(None, {"src_ids": src.numpy(), "src_len": src_len.numpy()})
-            ort_mem = dict(zip(mem, outs[:len(mem)]))
-            ort_state = {n: o[:, None] for n, o in zip(st, outs[len(mem):])}   # T = 0, K = 1
-            state = {n: t.unsqueeze(1) for n, t in state.items()}
-            k = 1
-            for i, k_out in enumerate((3, 3, 2, 4)):
-                tokens = torch.randint(4, V, (B, k_out), generator=g)
-                parents = torch.randint(0, k, (B, k_out), generator=g)
-                with torch.no_grad():
-                    logits, state = model.step(tokens, parents, torch.tensor(i), state, memory, src_len)
-                feeds = {"tokens": tokens.numpy(), "parents": parents.numpy(), "step": np.array(i),
-                         "src_len": src_len.numpy(), **ort_state, **ort_mem}
-                outs = dec.run(None, feeds)
-                ort_state = dict(zip(st, outs[1:]))
-                np.testing.assert_allclose(outs[0], logits.numpy(), atol=1e-4, rtol=0,
-                                           err_msg=f"B={B} S={S} step={i}")
-                k = k_out
+    contract = build_contract(spec.memory, spec.state, V)
+    export_graphs(model, contract, str(tmp_path), V)
+    check_graphs(str(tmp_path), contract)
+    worst = validate(model, str(tmp_path), contract, V, max_trained_len=10, tol=1e-4, report=lambda *_: None)
+    assert worst <= 1e-4
