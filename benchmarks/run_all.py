@@ -65,19 +65,10 @@ def plan(arch: str, quick: bool, reps: int) -> List[dict]:
 
 # ---------------------------------------------------------------- engines
 
-class Measure:
-    """What one timed run of any engine returns: seconds, tokens and, where known, step gaps."""
-
-    def __init__(self, seconds, tokens, first_token_s=None, gaps=None, overhead=None, encoder_s=None):
-        self.seconds, self.tokens, self.first_token_s = seconds, tokens, first_token_s
-        self.gaps, self.overhead, self.encoder_s = gaps or [], overhead, encoder_s
-
-
 def ltg_engine_fn(gen, reference: bool = False) -> Callable:
-    def run(src: np.ndarray, new_tokens: int, beams: int) -> Measure:
+    def run(src: np.ndarray, new_tokens: int, beams: int) -> bench.Run:
         with bench.reference_search() if reference else contextlib.nullcontext():
-            r = bench.time_engine_run(gen, src, new_tokens, beams)
-        return Measure(r.seconds, r.tokens, r.first_token_s, r.step_gaps, r.overhead_share, r.encoder_s)
+            return bench.time_engine_run(gen, src, new_tokens, beams)
     return run
 
 
@@ -86,13 +77,13 @@ def torch_fn(model) -> Callable:
 
     from torch_decode import torch_generate
 
-    def run(src: np.ndarray, new_tokens: int, beams: int) -> Measure:
+    def run(src: np.ndarray, new_tokens: int, beams: int) -> bench.Run:
         stamps: List[float] = []
         src_t = torch.from_numpy(src)
         t0 = time.perf_counter()
         out = torch_generate(model, src_t, new_tokens, beams, on_step=lambda _t: stamps.append(time.perf_counter()))
         seconds = time.perf_counter() - t0
-        return Measure(seconds, int(out.numel()), stamps[0] - t0, list(np.diff(stamps)))
+        return bench.Run(seconds, int(out.numel()), stamps[0] - t0, list(np.diff(stamps)))
     return run
 
 
@@ -105,13 +96,13 @@ def ct2_fn(ct2_dir: str, compute_type: str, threads: int, vocab_size: int) -> Ca
     translator = ctranslate2.Translator(ct2_dir, device="cpu", compute_type=compute_type,
                                         intra_threads=threads, inter_threads=1)
 
-    def run(src: np.ndarray, new_tokens: int, beams: int) -> Measure:
+    def run(src: np.ndarray, new_tokens: int, beams: int) -> bench.Run:
         tokens = [[vocab[i] for i in row] for row in src.tolist()]
         t0 = time.perf_counter()
         out = translator.translate_batch(tokens, beam_size=beams, max_decoding_length=new_tokens,
                                          min_decoding_length=new_tokens, max_input_length=0)
         seconds = time.perf_counter() - t0
-        return Measure(seconds, sum(len(o.hypotheses[0]) for o in out))
+        return bench.Run(seconds, sum(len(o.hypotheses[0]) for o in out))
     return run
 
 
@@ -144,34 +135,16 @@ def side_by_side(engines: Dict[str, Callable], src: np.ndarray, new_tokens: int,
         for _ in range(warmup):
             fn(src, new_tokens, beams)
             progress.update(f"warm-up {name}")
-    runs: Dict[str, List[Measure]] = {name: [] for name in engines}
+    runs: Dict[str, List[bench.Run]] = {name: [] for name in engines}
     for _ in range(reps):
         for name, fn in engines.items():
-            bench.reset_peak_rss()
             runs[name].append(fn(src, new_tokens, beams))
             progress.update(name)
-    return {name: summarize(ms, src.shape[0] * new_tokens) for name, ms in runs.items()}
-
-
-def summarize(ms: List[Measure], expected_tokens: int) -> dict:
-    gaps = [g for m in ms for g in m.gaps]
-    med = lambda xs: float(np.median(xs)) if xs else None  # noqa: E731
-    tokens = ms[0].tokens
-    if tokens != expected_tokens:
-        raise RuntimeError(f"an engine generated {tokens} tokens, expected {expected_tokens}: comparison unfair")
-    return {
-        "tokens": tokens,
-        "seconds": med([m.seconds for m in ms]),
-        "tokens_per_s": med([m.tokens / m.seconds for m in ms]),
-        "first_token_ms": None if ms[0].first_token_s is None else 1e3 * med([m.first_token_s for m in ms]),
-        "per_token_ms": {q: 1e3 * bench.percentile(gaps, p) for q, p in (("p50", 50), ("p90", 90), ("p99", 99))}
-        if gaps else None,
-        "per_token_mean_ms": 1e3 * float(np.mean(gaps)) if gaps else None,
-        "overhead_share": med([m.overhead for m in ms if m.overhead is not None]),
-        "overhead_share_min": min((m.overhead for m in ms if m.overhead is not None), default=None),
-        "encoder_ms": None if ms[0].encoder_s is None else 1e3 * med([m.encoder_s for m in ms]),
-        "seconds_all": [m.seconds for m in ms],
-    }
+    expected = src.shape[0] * new_tokens
+    for name, ms in runs.items():
+        if any(m.tokens != expected for m in ms):
+            raise RuntimeError(f"{name} generated {[m.tokens for m in ms]} tokens, expected {expected}: unfair comparison")
+    return {name: bench.summarize(ms) for name, ms in runs.items()}
 
 
 # ---------------------------------------------------------------- main
@@ -225,6 +198,7 @@ def main(argv=None) -> int:
             progress.close()
         models[arch]["model_config"] = gen.model_dir.config["model_config"]
     machine["load_average_end"] = list(os.getloadavg())
+    machine["finished"] = time.strftime("%Y-%m-%d %H:%M")
     machine["suite_seconds"] = time.perf_counter() - t_start
     machine["threads"] = args.threads
     write_report(args.out, rows, machine, rates, models, quick=args.quick, tiny=args.tiny)

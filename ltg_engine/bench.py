@@ -31,7 +31,7 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy as np
@@ -168,14 +168,15 @@ def floor_seconds_per_step(arch: str, cfg: dict, batch: int, beams: int, context
 
 @dataclass
 class Run:
-    """One timed generation."""
+    """One timed generation. Engines that cannot report a field (peers without
+    per-step timestamps or an onnxruntime split) leave it None/empty."""
     seconds: float
-    first_token_s: float
-    step_gaps: List[float]
-    encoder_s: float
-    decoder_s: float
-    overhead_share: float
     tokens: int
+    first_token_s: Optional[float] = None
+    step_gaps: List[float] = field(default_factory=list)
+    encoder_s: Optional[float] = None
+    decoder_s: Optional[float] = None
+    overhead_share: Optional[float] = None
 
 
 def time_engine_run(gen, sources: np.ndarray, new_tokens: int, num_beams: int) -> Run:
@@ -187,8 +188,8 @@ def time_engine_run(gen, sources: np.ndarray, new_tokens: int, num_beams: int) -
     seconds = time.perf_counter() - t0
     stats = gen.last_stats
     gaps = list(np.diff(stamps)) if len(stamps) > 1 else []
-    return Run(seconds, (stamps[0] if stamps else t0 + seconds) - t0, gaps, stats["encoder_seconds"],
-               stats["decoder_seconds"], stats["overhead_share"], sum(len(r.token_ids) for r in results))
+    return Run(seconds, sum(len(r.token_ids) for r in results), (stamps[0] if stamps else t0 + seconds) - t0, gaps,
+               stats["encoder_seconds"], stats["decoder_seconds"], stats["overhead_share"])
 
 
 def percentile(values: Iterable[float], q: float) -> float:
@@ -196,22 +197,31 @@ def percentile(values: Iterable[float], q: float) -> float:
     return float(np.percentile(v, q)) if v else float("nan")
 
 
-def summarize(runs: List[Run], batch: int) -> dict:
-    """Medians over runs; per-token percentiles over every step gap of every run."""
+def summarize(runs: List[Run]) -> dict:
+    """Medians over runs; per-token percentiles over every step gap of every run; None where unknown."""
     gaps = [g for r in runs for g in r.step_gaps]
-    med = lambda xs: float(np.median(xs))  # noqa: E731
+
+    def med(values):
+        values = [v for v in values if v is not None]
+        return float(np.median(values)) if values else None
+
+    def ms(seconds):
+        return None if seconds is None else 1e3 * seconds
+
+    overheads = [r.overhead_share for r in runs if r.overhead_share is not None]
     return {
         "tokens_per_run": runs[0].tokens,
         "seconds_per_run": med([r.seconds for r in runs]),
-        "first_token_ms": 1e3 * med([r.first_token_s for r in runs]),
+        "seconds_all": [r.seconds for r in runs],
+        "first_token_ms": ms(med([r.first_token_s for r in runs])),
         "per_token_ms": {"p50": 1e3 * percentile(gaps, 50), "p90": 1e3 * percentile(gaps, 90),
-                         "p99": 1e3 * percentile(gaps, 99), "mean": 1e3 * float(np.mean(gaps)) if gaps else float("nan")},
+                         "p99": 1e3 * percentile(gaps, 99), "mean": 1e3 * float(np.mean(gaps))} if gaps else None,
         "tokens_per_s": med([r.tokens / r.seconds for r in runs]),
-        "encoder_ms": 1e3 * med([r.encoder_s for r in runs]),
-        "decoder_ms": 1e3 * med([r.decoder_s for r in runs]),
-        "overhead_share": med([r.overhead_share for r in runs]),
+        "encoder_ms": ms(med([r.encoder_s for r in runs])),
+        "decoder_ms": ms(med([r.decoder_s for r in runs])),
+        "overhead_share": med(overheads),
         # the least-disturbed run bounds the run-to-run spread of a shared machine
-        "overhead_share_min": min(r.overhead_share for r in runs),
+        "overhead_share_min": min(overheads, default=None),
     }
 
 
@@ -290,7 +300,7 @@ def bench_generator(gen, settings: BenchSettings, rates: Optional[dict] = None, 
                 if bar:
                     bar.update(label)
             row = {"context": context, "batch_size": batch, "num_beams": beams, "new_tokens": settings.new_tokens,
-                   "repetitions": settings.repetitions, **summarize(runs, batch), "peak_rss_mb": peak_rss_mb()}
+                   "repetitions": settings.repetitions, **summarize(runs), "peak_rss_mb": peak_rss_mb()}
             if rates is not None and arch in ("lstm", "transformer"):
                 floor = floor_seconds_per_step(arch, cfg, batch, beams, context, settings.new_tokens, rates)
                 row["floor_ms_per_token"] = 1e3 * floor
