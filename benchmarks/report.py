@@ -12,9 +12,9 @@ import time
 from typing import Dict, List, Optional
 
 PEERS = ["torch", "pyloop", "ct2_f32", "ct2_int8"]
-LABELS = {"ltg": "ltg_engine", "pyloop": "Python search loop (same ONNX)", "torch": "PyTorch eager",
+LABELS = {"ltg": "ltg_engine", "ltg_int8": "ltg_engine int8", "pyloop": "Python search loop (same ONNX)", "torch": "PyTorch eager",
           "ct2_f32": "CTranslate2 float32", "ct2_int8": "CTranslate2 int8"}
-COLORS = {"ltg": "tab:blue", "pyloop": "tab:orange", "torch": "tab:red", "ct2_f32": "tab:green",
+COLORS = {"ltg": "tab:blue", "ltg_int8": "tab:cyan", "pyloop": "tab:orange", "torch": "tab:red", "ct2_f32": "tab:green",
           "ct2_int8": "tab:olive"}
 
 
@@ -34,6 +34,15 @@ def step_ratio(row: dict, peer: str) -> Optional[float]:
     return e[peer]["per_token_ms"]["mean"] / e["ltg"]["per_token_ms"]["mean"]
 
 
+def int8_cell(row: dict) -> str:
+    """ltg_engine int8 tokens/s, and its ratio to CTranslate2 int8 where measured."""
+    e = row["engines"]
+    if "ltg_int8" not in e:
+        return "–"
+    tps = e["ltg_int8"]["tokens_per_s"]
+    return f"{tps:.0f}" + (f" ({tps / e['ct2_int8']['tokens_per_s']:.2f}x)" if "ct2_int8" in e else "")
+
+
 def _f(x, fmt="{:.2f}") -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
 
@@ -46,15 +55,16 @@ def config_name(r: dict) -> str:
 
 def headline_table(rows: List[dict]) -> List[str]:
     out = ["| arch | context | batch | beams | ltg tok/s | vs PyTorch | vs PyTorch, per step | vs Python loop "
-           "| vs CT2 f32 | vs CT2 int8 | overhead median (min) | per-token p50 ms | floor ms | achieved/floor |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| vs CT2 f32 | vs CT2 int8 | ltg int8 tok/s (vs CT2 int8) | overhead median (min) | per-token p50 ms "
+           "| floor ms | achieved/floor |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ltg = r["engines"]["ltg"]
         p50 = ltg["per_token_ms"]["p50"] if ltg["per_token_ms"] else None
         mean = ltg["per_token_ms"]["mean"] if ltg["per_token_ms"] else None
         out.append(f"| {r['arch']} | {r['context']} | {r['batch']} | {r['beams']} | {ltg['tokens_per_s']:.0f} | "
                    + f"{_f(ratio(r, 'torch'), '{:.2f}x')} | {_f(step_ratio(r, 'torch'), '{:.2f}x')} | "
-                   + " | ".join(_f(ratio(r, p), "{:.2f}x") for p in PEERS[1:])
+                   + " | ".join(_f(ratio(r, p), "{:.2f}x") for p in PEERS[1:]) + f" | {int8_cell(r)}"
                    + f" | {_f(ltg['overhead_share'], '{:.1%}')} ({_f(ltg.get('overhead_share_min'), '{:.1%}')}) | {_f(p50)} | {r['floor_ms_per_token']:.2f} | "
                    f"{_f(mean / r['floor_ms_per_token'] if mean else None, '{:.1f}')} |")
     return out
@@ -200,7 +210,7 @@ def _latency_vs_context(plt, out_dir, rows, archs):
             if not series:
                 continue
             xs = [r["context"] for r in series]
-            for name in ("ltg", "pyloop", "torch"):
+            for name in ("ltg", "ltg_int8", "pyloop", "torch"):
                 pts = [(r["context"], r["engines"][name]["per_token_ms"]["mean"]) for r in series if name in r["engines"]]
                 if pts:
                     ax.plot(*zip(*pts), style, marker="o", color=COLORS[name], label=f"{LABELS[name]}, beam {beams}")
@@ -222,7 +232,7 @@ def _tokens_vs_batch(plt, out_dir, rows, archs):
     for ax, arch in zip(axes[0], archs):
         ctx = min(r["context"] for r in rows if r["arch"] == arch)
         sel = sorted((r for r in rows if r["arch"] == arch and r["context"] == ctx), key=lambda r: (r["beams"], r["batch"]))
-        names = [n for n in ("ltg", "pyloop", "torch", "ct2_f32", "ct2_int8") if n in sel[0]["engines"]]
+        names = [n for n in ("ltg", "ltg_int8", "pyloop", "torch", "ct2_f32", "ct2_int8") if n in sel[0]["engines"]]
         width = 0.8 / len(names)
         for i, name in enumerate(names):
             ax.bar([j + i * width for j in range(len(sel))], [r["engines"][name]["tokens_per_s"] for r in sel],

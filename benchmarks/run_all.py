@@ -7,6 +7,7 @@ Builds (or reuses, from benchmarks/.cache/) an edge-sized LSTM and Transformer
 (models.py), then for every configuration runs, on the same random source ids
 and the same thread count:
   ltg        the engine: onnxruntime + compiled search (Generator.generate_ids)
+  ltg_int8   the same with the int8 graphs of `ltg quantize` (dynamic int8 MatMul/Gather)
   pyloop     the same ONNX sessions driven by the pure-Python reference search
   torch      PyTorch eager generation of the same checkpoint (torch_decode.py)
   ct2_f32 / ct2_int8   CTranslate2 on the same weights (Transformer only)
@@ -115,8 +116,14 @@ def make_engines(arch: str, paths: Dict[str, str], threads: int):
 
     torch.set_num_threads(threads)
     gen = Generator.load(paths["model_dir"], threads=threads)
+    if "int8" not in gen.model_dir.precisions:
+        from ltg_engine.export.quantize import quantize_model_dir
+
+        quantize_model_dir(paths["model_dir"], report=lambda *_: None, evaluate=False)
+    gen_int8 = Generator.load(paths["model_dir"], threads=threads, precision="int8")
     model, _, _ = load_model(paths["run_dir"])
-    engines = {"ltg": ltg_engine_fn(gen), "pyloop": ltg_engine_fn(gen, reference=True), "torch": torch_fn(model)}
+    engines = {"ltg": ltg_engine_fn(gen), "ltg_int8": ltg_engine_fn(gen_int8),
+               "pyloop": ltg_engine_fn(gen, reference=True), "torch": torch_fn(model)}
     if arch == "transformer" and "ct2_dir" in paths:
         try:
             engines["ct2_f32"] = ct2_fn(paths["ct2_dir"], "float32", threads, gen.vocab_size)
