@@ -45,15 +45,19 @@ def session_device(session) -> Tuple[str, int]:
 class DeviceTensor:
     """An OrtValue plus the shape it is bound with (a view of the same buffer)."""
 
-    __slots__ = ("value", "shape", "dtype")
+    __slots__ = ("value", "shape", "dtype", "is_view")
 
     def __init__(self, value: ort.OrtValue, shape: Sequence[int]):
         self.value = value
         self.shape = tuple(int(d) for d in shape)
         self.dtype = value.element_type()
+        self.is_view = self.shape != tuple(value.shape())
 
     def bind(self, binding, name: str, device: Tuple[str, int]) -> None:
-        binding.bind_input(name, device[0], device[1], self.dtype, list(self.shape), self.value.data_ptr())
+        if self.is_view:
+            binding.bind_input(name, device[0], device[1], self.dtype, list(self.shape), self.value.data_ptr())
+        else:
+            binding.bind_ortvalue_input(name, self.value)
 
     def host(self) -> np.ndarray:
         return self.value.numpy().reshape(self.shape)
@@ -139,6 +143,8 @@ class IOBindingStepRunner:
         b.bind_cpu_input("step", step_arr)
         for name in self.state_names:
             self.state[name].bind(b, name, self.device)
+        # Rebound every step: once a run has filled an output binding, onnxruntime treats it as
+        # pre-allocated, and the next step's shape (K grows from 1 to num_beams) would not fit.
         b.clear_binding_outputs()
         b.bind_output("logits", "cpu")
         for name in self.next_state_names:

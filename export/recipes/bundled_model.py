@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import math
 import os
 import re
@@ -109,31 +110,38 @@ def build_corpus(fortune_dir: str, out_path: str) -> dict:
 
 # ---------------------------------------------------------------- training
 
-def train_for(corpus: str, run_dir: str, minutes: float, chunk_steps: int, threads: int) -> dict:
+def train_for(corpus: str, run_dir: str, minutes: float, chunk_steps: int, threads: int,
+              final_lr_scale: float = 0.25) -> dict:
     """Train in chunks of at most `chunk_steps` updates (resuming) until the time budget is spent.
 
-    The last chunk is shortened to what fits, from the measured seconds per update.
+    The last chunk is shortened to what fits, from the measured seconds per
+    update, and runs at lr * final_lr_scale (a cool-down: constant-lr Adam
+    leaves loss on the table that a lower final rate picks up).
     """
     from ltg_engine.training.train import TrainConfig, run_training
 
     t0, history = time.time(), []
     steps = _run_state(run_dir).get("step", 0)
-    next_steps = chunk_steps
+    next_steps, last = chunk_steps, False
     while next_steps >= 10:
         steps += next_steps
+        train = dict(TRAIN, lr=TRAIN["lr"] * (final_lr_scale if last else 1.0))
         cfg = TrainConfig(data=corpus, out=run_dir, epochs=1000, max_steps=steps, quiet=True,
                           threads=threads, resume=os.path.isfile(os.path.join(run_dir, "config.json")),
-                          **MODEL, **TRAIN)
+                          **MODEL, **train)
         chunk_t0 = time.time()
         run_training(cfg)
         seconds_per_step = (time.time() - chunk_t0) / next_steps
         state = _run_state(run_dir)
-        history.append({"step": state["step"], "epoch": state["epoch"],
+        history.append({"step": state["step"], "epoch": state["epoch"], "lr": cfg.lr,
                         "minutes": round((time.time() - t0) / 60, 1),
                         "best_valid_ppl": round(math.exp(state["best_valid_loss"]), 2)})
         print(f"step {steps}: {history[-1]}", flush=True)
+        if last:
+            break
         remaining = minutes * 60 - (time.time() - t0)
         next_steps = min(chunk_steps, int(remaining / seconds_per_step))
+        last = remaining < 2 * chunk_steps * seconds_per_step
     return {"minutes": round((time.time() - t0) / 60, 1), "history": history}
 
 
@@ -143,6 +151,20 @@ def _run_state(run_dir: str) -> dict:
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+def write_valid_jsonl(corpus: str, run_dir: str, out_path: str) -> int:
+    """The run's own held-out pairs (same split as training) as .jsonl, for `ltg quantize --eval-data`."""
+    from ltg_engine.tokenizer import Tokenizer
+    from ltg_engine.training.data import load_examples, split_valid
+
+    tok = Tokenizer(os.path.join(run_dir, "tokenizer.model"))
+    examples = load_examples(corpus, tok, TRAIN["context_len"], TRAIN["continuation_len"])
+    _, valid = split_valid(examples, TRAIN["valid_fraction"], TRAIN["seed"])
+    with open(out_path, "w", encoding="utf-8") as f:
+        for src, tgt in valid:
+            f.write(json.dumps({"source": tok.decode(src), "target": tok.decode(tgt)}, ensure_ascii=False) + "\n")
+    return len(valid)
 
 
 def export_bundle(run_dir: str, out_dir: str) -> None:
@@ -163,7 +185,10 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-steps", type=int, default=300, help="updates between checkpoints")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: fastest on a busy machine)")
     p.add_argument("--stage", choices=["all", "corpus", "train", "export"], default="all")
+    p.add_argument("--lr", type=float, default=TRAIN["lr"], help="AdamW learning rate (resumed runs take the new one)")
     args = p.parse_args(argv)
+    TRAIN["lr"] = args.lr
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     os.makedirs(args.work, exist_ok=True)
     corpus = os.path.join(args.work, "fortunes.txt")
@@ -178,6 +203,8 @@ def main(argv=None) -> int:
     if args.stage in ("all", "export"):
         export_bundle(run_dir, args.out)
         print(f"wrote {args.out}", flush=True)
+        n = write_valid_jsonl(corpus, run_dir, os.path.join(args.work, "valid.jsonl"))
+        print(f"held-out pairs for int8 evaluation: {n} in {os.path.join(args.work, 'valid.jsonl')}", flush=True)
     return 0
 
 
