@@ -238,23 +238,30 @@ class LSTMSeq2Seq(Seq2SeqModel):
     def step(self, tokens, parents, step, state: Tensors, memory: Tensors, src_len) -> Tuple[torch.Tensor, Tensors]:
         # `step` is part of the contract; an LSTM needs no position.
         state = {name: gather_beams(t, parents) for name, t in state.items()}  # (B, K, ...)
-        return self._advance(tokens, state, memory, src_len)
+        emb = self.drop(self.tgt_emb(tokens))                           # (B, K, E)
+        state = self._advance(emb, state, memory, src_len)
+        return self.out(self.drop(state["feed"])), state               # (B, K, V)
 
     def forward(self, src_ids, src_len, tgt_in) -> torch.Tensor:
-        """Teacher forcing: the same computation as step() run token by token."""
+        """Teacher forcing: the same computation as step() run token by token.
+
+        Embedding and output projection are batched over all T positions (one
+        big op instead of T small ones); only the recurrence loops.
+        """
         memory, state = self.encode(src_ids, src_len)
         state = {name: t.unsqueeze(1) for name, t in state.items()}    # (B, 1, ...)
-        logits = []
+        emb = self.drop(self.tgt_emb(tgt_in))                           # (B, T, E)
+        attn_vecs = []
         for t in range(tgt_in.shape[1]):
-            step_logits, state = self._advance(tgt_in[:, t:t + 1], state, memory, src_len)
-            logits.append(step_logits)                                  # (B, 1, V)
-        return torch.cat(logits, dim=1)                                 # (B, T, V)
+            state = self._advance(emb[:, t:t + 1], state, memory, src_len)
+            attn_vecs.append(state["feed"])                             # (B, 1, H)
+        return self.out(self.drop(torch.cat(attn_vecs, dim=1)))         # (B, T, V)
 
     # -- one decoder step ----------------------------------------------------
 
-    def _advance(self, tokens, state: Tensors, memory: Tensors, src_len):
-        """tokens (B, K), state (B, K, ...) already reordered -> logits (B, K, V), state."""
-        emb = self.drop(self.tgt_emb(tokens))                           # (B, K, E)
+    def _advance(self, emb, state: Tensors, memory: Tensors, src_len) -> Tensors:
+        """emb (B, K, E), state (B, K, ...) already reordered -> next state; "feed" is the
+        attentional vector the output layer reads."""
         x = torch.cat([emb, state["feed"]], dim=-1)                     # (B, K, E + H)
         top, h, c = self.cell(x, state["h"], state["c"])                # (B, K, H), (B, K, L, H) x2
         mem = memory["memory"]                                          # (B, S, 2He)
@@ -264,5 +271,4 @@ class LSTMSeq2Seq(Seq2SeqModel):
         weights = torch.softmax(scores, dim=-1)                         # (B, K, S)
         context = torch.matmul(weights, mem)                            # (B, K, 2He)
         attn_vec = torch.tanh(self.combine(torch.cat([context, top], dim=-1)))  # (B, K, H)
-        logits = self.out(self.drop(attn_vec))                          # (B, K, V)
-        return logits, {"h": h, "c": c, "feed": attn_vec}
+        return {"h": h, "c": c, "feed": attn_vec}

@@ -188,13 +188,16 @@ def run_training(cfg: TrainConfig) -> str:
     """Train (or resume) into cfg.out; returns the run directory."""
     cfg.validate()
     saved_threads = torch.get_num_threads()
+    saved_deterministic = torch.are_deterministic_algorithms_enabled()
     if cfg.threads:
         # Tiny models on a busy machine run ~10x faster on one thread than on oversubscribed cores.
         torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # cheap on CPU; restored below
     try:
         return _run_training(cfg)
     finally:
         torch.set_num_threads(saved_threads)
+        torch.use_deterministic_algorithms(saved_deterministic)
 
 
 def _run_training(cfg: TrainConfig) -> str:
