@@ -315,7 +315,7 @@ class Generator:
         if not isinstance(text, str):
             raise TypeError(f"stream takes one str, got {type(text).__name__}")
         stop = _Stop(timeout, cancel)
-        self._options(options)
+        _check_search_size(self._options(options), 1)
         source = self.encode_sources([text], truncate)
         return self._stream(source, options, stop)
 

@@ -131,8 +131,14 @@ def load_model_dir(path: str, verify: bool = True) -> ModelDir:
 
 
 def verify_files(path: str, files: dict) -> None:
+    if not isinstance(files, dict):
+        raise ModelDirError(f"{os.path.join(path, CONFIG_NAME)}: 'files' must map file names to their sha256 and bytes")
     for name, meta in files.items():
         full = os.path.join(path, name)
+        if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
+                and isinstance(meta.get("bytes"), int)):
+            raise ModelDirError(f"{os.path.join(path, CONFIG_NAME)}: files entry for {name!r} must hold "
+                                f"'sha256' (str) and 'bytes' (int), got {meta!r}")
         if not os.path.isfile(full):
             raise ModelDirError(f"{full} is missing (listed in config.json)")
         size = os.path.getsize(full)

@@ -31,16 +31,20 @@ class SessionConfig:
     spinning: bool = False
     optimization: str = "all"
     optimized_model_dir: Optional[str] = None
+    # Arena off: it keeps its peak for the life of the session, so one huge
+    # request pins that memory forever (benchmarks/results/memory.md).
+    memory_arena: bool = False
 
     @classmethod
     def create(cls, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
                spinning: bool = False, optimization: str = "all",
-               optimized_model_dir: Optional[str] = None) -> "SessionConfig":
+               optimized_model_dir: Optional[str] = None, memory_arena: bool = False) -> "SessionConfig":
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None (onnxruntime's default), got {threads!r}")
         if optimization not in OPT_LEVELS:
             raise ValueError(f"optimization must be one of {sorted(OPT_LEVELS)}, got {optimization!r}")
-        return cls(_resolve_providers(providers), threads, bool(spinning), optimization, optimized_model_dir)
+        return cls(_resolve_providers(providers), threads, bool(spinning), optimization, optimized_model_dir,
+                   bool(memory_arena))
 
 
 def _resolve_providers(providers: Optional[Sequence[str]]) -> tuple:
@@ -67,6 +71,10 @@ def make_session(path: str, config: SessionConfig) -> ort.InferenceSession:
     if config.threads is not None:
         opts.intra_op_num_threads = config.threads
     opts.inter_op_num_threads = 1
+    # Memory patterns are cached per distinct set of input shapes, and B, K, S
+    # and the step vary per request: the cache (and RSS) grew without bound.
+    opts.enable_mem_pattern = False
+    opts.enable_cpu_mem_arena = config.memory_arena
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     if config.optimized_model_dir:
         path = _use_optimized_file(path, config, opts)
