@@ -58,7 +58,8 @@ class TrainConfig:
     max_batch_tokens: int = 0    # ... and, if > 0, at most this many padded tokens
     lr: float = 1e-3
     warmup_steps: int = 0        # linear warmup from 0 to lr
-    lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr/10 at the last step)
+    lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr * min_lr_ratio at the last step)
+    min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     grad_clip: float = 1.0       # max gradient norm; 0 = off
@@ -76,6 +77,7 @@ class TrainConfig:
             (self.max_batch_tokens >= 0, "max_batch_tokens must be >= 0"),
             (self.lr > 0, "lr must be > 0"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio must be in [0, 1]"),
             (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
             (self.grad_clip >= 0, "grad_clip must be >= 0"),
@@ -148,14 +150,15 @@ def evaluate(model, examples, batch_size: int, device) -> float:
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """lr for update number `step` (0-based): linear warmup, then constant or cosine to lr/10."""
+    """lr for update number `step` (0-based): linear warmup, then constant or cosine to lr * min_lr_ratio."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "constant":
         return cfg.lr
     span = max(total_steps - cfg.warmup_steps, 1)
     progress = min((step - cfg.warmup_steps) / span, 1.0)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    floor = cfg.min_lr_ratio
+    return cfg.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def _progress(total: int, initial: int, quiet: bool):
@@ -347,7 +350,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--max-batch-tokens", type=int, default=d.max_batch_tokens, help="also cap padded tokens per batch (0 = no cap)")
     a("--lr", type=float, default=d.lr, help="AdamW learning rate")
     a("--warmup-steps", type=int, default=d.warmup_steps, help="linear learning-rate warmup steps")
-    a("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"], help="after warmup: constant lr, or cosine decay to lr/10 at the last step")
+    a("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"], help="after warmup: constant lr, or cosine decay to lr * --min-lr-ratio at the last step")
+    a("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="cosine schedule: final lr as a fraction of --lr")
     a("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     a("--label-smoothing", type=float, default=d.label_smoothing, help="label smoothing for the training loss")
     a("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0 = off)")
