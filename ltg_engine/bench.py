@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -88,6 +87,8 @@ def peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
+    import resource  # Unix only; the /proc path above covers Linux
+
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
 
