@@ -87,7 +87,8 @@ def lstm_run_dir(tmp_path_factory):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if TRAINING_FIXTURES & names or any(n.endswith("_run_dir") for n in names):
             item.add_marker(pytest.mark.slow)
 
 
