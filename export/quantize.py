@@ -23,6 +23,7 @@ Needs onnx and onnxruntime (no torch).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -77,8 +78,16 @@ class QuantizationReport:
 def quantize_graph(src: str, dst: str, op_types: Sequence[str] = DEFAULT_OP_TYPES) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(src, dst, op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8,
-                     per_channel=False, extra_options={"MatMulConstBOnly": True})
+    # quantize_dynamic logs a generic "consider pre-processing" warning on the root logger
+    # every call; shape inference changes nothing for these graphs, so keep the report clean.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(src, dst, op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8,
+                         per_channel=False, extra_options={"MatMulConstBOnly": True})
+    finally:
+        root.setLevel(level)
 
 
 def quantize_model_dir(model_dir: str, out_dir: Optional[str] = None, eval_data: Optional[str] = None,
