@@ -55,6 +55,25 @@ def _add_quantize(sub) -> None:
     p.add_argument("--eval-data", default=None, help=".jsonl/.txt held-out data for perplexity and agreement")
 
 
+GENERATION_HELP = {
+    "max_new_tokens": "most tokens to generate per input",
+    "min_new_tokens": "EOS is held back until this many tokens exist",
+    "num_beams": "beam width; 1 = greedy (or sampling with --do-sample)",
+    "do_sample": "sample instead of taking the argmax (num_beams 1 only)",
+    "temperature": "divide logits by this before sampling (> 0)",
+    "top_k": "sample among the k most likely tokens (0 = off)",
+    "top_p": "sample among the smallest set with probability >= p (nucleus; 1 = off)",
+    "repetition_penalty": "CTRL-style penalty on tokens already generated (1 = off)",
+    "no_repeat_ngram_size": "never repeat an n-gram of this size (0 = off)",
+    "length_penalty": "beam score = log-prob sum / length ** length_penalty",
+    "early_stopping": "beam: stop a row once num_beams hypotheses finished",
+    "num_return_sequences": "n-best hypotheses returned per input (<= num_beams)",
+    "eos_token_id": "end-of-sequence id(s) (default: the model's)",
+    "banned_token_ids": "ids that are never generated",
+    "seed": "sampling seed: the same seed gives the same text",
+}
+
+
 def add_generation_flags(p: argparse.ArgumentParser) -> None:
     """One flag per GenerationOptions field, HF names with dashes."""
     from ltg_engine.options import GenerationOptions
@@ -62,14 +81,15 @@ def add_generation_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("generation options (HF generate names)")
     for f in dataclasses.fields(GenerationOptions):
         flag = "--" + f.name.replace("_", "-")
+        text = f"{GENERATION_HELP.get(f.name, '')} (default: {f.default!r})"
         if f.name in ("eos_token_id", "banned_token_ids"):
-            g.add_argument(flag, type=int, nargs="+", default=None, help=f"token ids (default: {f.default!r})")
+            g.add_argument(flag, type=int, nargs="+", default=None, metavar="ID", help=text)
         elif f.type in ("bool", bool):
-            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default: {f.default})")
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif f.type in ("int", int) or f.name == "seed":
-            g.add_argument(flag, type=int, default=None, help=f"(default: {f.default})")
+            g.add_argument(flag, type=int, default=None, metavar="N", help=text)
         else:
-            g.add_argument(flag, type=float, default=None, help=f"(default: {f.default})")
+            g.add_argument(flag, type=float, default=None, metavar="X", help=text)
 
 
 def generation_kwargs(args) -> dict:
