@@ -143,6 +143,7 @@ def test_fuzz_advance_matches_reference_and_never_crashes(data, vocab, batch):
         got = _outcome(lambda: compiled.advance(logits))
         want = _outcome(lambda: reference.advance(logits))
         assert got == want, f"compiled {got} != reference {want}"
+        hypothesis.event(f"advance {got[0]}" + (f" {got[1].__name__}" if got[1] else ""))
         assert compiled.step == reference.step and compiled.done == reference.done
     assert compiled.results() == reference.results()
 
@@ -184,7 +185,7 @@ def test_fuzz_make_search_arguments(options, batch, vocab, bos, eos):
         n, k = search.tokens.shape
         search.advance(np.zeros((n, k, int(vocab)), np.float32))
 
-    _outcome(build)
+    hypothesis.event("make_search " + _outcome(build)[0])
 
 
 # ------------------------------------------------------------------ Generator.generate options
@@ -195,8 +196,21 @@ def gen(lstm_model_dir):
     return Generator.load(lstm_model_dir, threads=1)
 
 
-OPTION_VALUES = st.one_of(ODD_SCALARS, st.integers(-3, 300), st.floats(-2, 3),
-                          st.lists(st.integers(-3, 400), max_size=4))
+def option_value(name: str, vocab: int):
+    """Half the time a plausible value for `name`, else anything odd."""
+    plausible = {
+        "max_new_tokens": st.integers(1, 64), "min_new_tokens": st.integers(0, 8),
+        "num_beams": st.integers(1, 4), "do_sample": st.booleans(), "temperature": st.floats(0.05, 3),
+        "top_k": st.integers(0, 100), "top_p": st.floats(0.01, 1), "repetition_penalty": st.floats(0.5, 3),
+        "no_repeat_ngram_size": st.integers(0, 4), "length_penalty": st.floats(-1, 2),
+        "early_stopping": st.booleans(), "num_return_sequences": st.integers(1, 4),
+        "eos_token_id": st.integers(0, vocab - 1) | st.lists(st.integers(0, vocab - 1), min_size=1, max_size=3),
+        "banned_token_ids": st.lists(st.integers(0, vocab - 1), max_size=3),
+        "seed": st.integers(0, 2 ** 64 - 1),
+    }.get(name, st.none())
+    odd = st.one_of(ODD_SCALARS, st.integers(-3, 2 * vocab), st.floats(-2, 3),
+                    st.lists(st.integers(-3, 2 * vocab), max_size=4))
+    return st.one_of(plausible, odd)
 
 
 @FUZZ_MODEL
@@ -204,15 +218,18 @@ OPTION_VALUES = st.one_of(ODD_SCALARS, st.integers(-3, 300), st.floats(-2, 3),
 def test_fuzz_generate_options(gen, data):
     from ltg_engine.generator import GenerationResult, GenerationTimeout
 
-    names = list(GenerationOptions.option_names()) + ["bogus_option"]
-    options = data.draw(st.dictionaries(st.sampled_from(names), OPTION_VALUES, max_size=5), label="options")
+    names = data.draw(st.lists(st.sampled_from(list(GenerationOptions.option_names()) + ["bogus_option"]),
+                               max_size=6, unique=True), label="names")
+    options = {name: data.draw(option_value(name, gen.vocab_size), label=name) for name in names}
     if isinstance(options.get("max_new_tokens"), int) and options["max_new_tokens"] > 2000:
         options["max_new_tokens"] = 2000
     texts = data.draw(st.sampled_from(["a b c", ["a b", "c d e f"], "你好 🙂"]), label="texts")
     try:
         result = gen.generate(texts, timeout=2.0, **options)
-    except (ValueError, TypeError, GenerationTimeout):
+    except (ValueError, TypeError, GenerationTimeout) as e:
+        hypothesis.event(f"generate {type(e).__name__}")
         return
+    hypothesis.event("generate ok")
     for r in (result if isinstance(result, list) else [result]):
         assert isinstance(r, GenerationResult)
         assert all(0 <= t < gen.vocab_size for t in r.token_ids)
