@@ -231,7 +231,7 @@ def evaluate(name: str, contexts, queries, threads: int = 1, report=print) -> li
     return rows
 
 
-def write_table(results: dict, path: str = RESULTS) -> None:
+def write_table(results: dict) -> None:
     lines = ["| model | params | training | " + " | ".join(f"recall @{L}" for L in CONTEXTS) + " |",
              "|---|---|---|" + "---|" * len(CONTEXTS)]
     timing = ["| model | " + " | ".join(f"encoder / step @{L}" for L in CONTEXTS) + " |",
@@ -246,9 +246,10 @@ def write_table(results: dict, path: str = RESULTS) -> None:
         cells = [f"{by_len[L]['encoder_s'] * 1000:.0f} ms / {by_len[L]['step_ms']:.2f} ms" if L in by_len else "-"
                  for L in CONTEXTS]
         timing.append(f"| {name} | " + " | ".join(cells) + " |")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tables", "w") as f:
-        f.write("\n".join(lines) + "\n\n" + "\n".join(timing) + "\n")
+    tables = "\n".join(lines) + "\n\n" + "\n".join(timing) + "\n"
+    print(tables)
+    with open(os.path.join(CACHE, "tables.md"), "w") as f:   # pasted into RESULTS with its reading
+        f.write(tables)
     with open(os.path.join(CACHE, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 
