@@ -22,6 +22,10 @@ from search cimport Candidate, LogSoftmax, Processors, Sampler, Scratch, Sizes
 from rng cimport rng_init, rng_uniform
 
 cdef double NEG_INF = -INFINITY
+cdef enum:
+    STOP_HEURISTIC = 0            # early_stopping=False: best live beam scored at its current length
+    STOP_AT_K = 1                 # early_stopping=True: num_beams finished hypotheses
+    STOP_EXACT = 2                # early_stopping="never": no live beam can still win
 cdef Py_ssize_t SORT_ABOVE_K = 64   # top_k larger than this: qsort instead of insertion
 
 
@@ -393,14 +397,15 @@ cdef class BeamSearch(_SearchBase):
     cdef int64_t* next_parent
     cdef double* next_score
     cdef double length_penalty
-    cdef bint early_stopping
+    cdef int stop_mode            # STOP_HEURISTIC (False) | STOP_AT_K (True) | STOP_EXACT ("never")
     cdef object _fin_tokens_arr, _fin_len_arr, _fin_score_arr, _fin_order_arr, _fin_count_arr
 
     def __init__(self, params):
         super().__init__(params, params.options.num_beams)
         b, k, m = params.batch_size, params.options.num_beams, params.options.max_new_tokens
         self.length_penalty = params.options.length_penalty
-        self.early_stopping = params.options.early_stopping
+        early = params.options.early_stopping
+        self.stop_mode = STOP_EXACT if isinstance(early, str) else (STOP_AT_K if early else STOP_HEURISTIC)
         self.hist_cur = <int64_t*>self._ptr(self._int64(np.zeros((b, k, m))))
         self.hist_next = <int64_t*>self._ptr(self._int64(np.zeros((b, k, m))))
         live = np.full((b, k), -np.inf)
@@ -553,9 +558,12 @@ cdef class BeamSearch(_SearchBase):
         cdef Py_ssize_t k = self.sizes.beams, best_length
         if self.fin_count[r] < k:
             return False
-        if self.early_stopping:
+        if self.stop_mode == STOP_AT_K:
             return True
-        best_length = self.sizes.max_new if self.length_penalty > 0 else live_length + 1
+        if self.stop_mode == STOP_EXACT:
+            best_length = self.sizes.max_new if self.length_penalty > 0 else live_length + 1
+        else:
+            best_length = live_length
         return (best_live / pow(<double>best_length, self.length_penalty)
                 <= self.fin_score[r * k + self.fin_order[r * k + k - 1]])
 

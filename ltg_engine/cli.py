@@ -66,12 +66,20 @@ GENERATION_HELP = {
     "repetition_penalty": "CTRL-style penalty on tokens already generated (1 = off)",
     "no_repeat_ngram_size": "never repeat an n-gram of this size (0 = off)",
     "length_penalty": "beam score = log-prob sum / length ** length_penalty",
-    "early_stopping": "beam: stop a row once num_beams hypotheses finished",
+    "early_stopping": "beam: true = stop a row at num_beams finished hypotheses; false = HF's "
+                      "heuristic; never = exact search (slow with length_penalty > 0)",
     "num_return_sequences": "n-best hypotheses returned per input (<= num_beams)",
     "eos_token_id": "end-of-sequence id(s) (default: the model's)",
     "banned_token_ids": "ids that are never generated",
     "seed": "sampling seed: the same seed gives the same text",
 }
+
+
+def _early_stopping(value: str):
+    modes = {"true": True, "false": False, "never": "never"}
+    if value.lower() not in modes:
+        raise argparse.ArgumentTypeError(f"expected true, false or never, got {value!r}")
+    return modes[value.lower()]
 
 
 def add_generation_flags(p: argparse.ArgumentParser) -> None:
@@ -82,7 +90,9 @@ def add_generation_flags(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(GenerationOptions):
         flag = "--" + f.name.replace("_", "-")
         text = f"{GENERATION_HELP.get(f.name, '')} (default: {f.default!r})"
-        if f.name in ("eos_token_id", "banned_token_ids"):
+        if f.name == "early_stopping":
+            g.add_argument(flag, type=_early_stopping, default=None, metavar="{true,false,never}", help=text)
+        elif f.name in ("eos_token_id", "banned_token_ids"):
             g.add_argument(flag, type=int, nargs="+", default=None, metavar="ID", help=text)
         elif f.type in ("bool", bool):
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)

@@ -16,7 +16,7 @@ import numpy as np
 _INT_OPTIONS = ("max_new_tokens", "min_new_tokens", "num_beams", "top_k",
                 "no_repeat_ngram_size", "num_return_sequences")
 _FLOAT_OPTIONS = ("temperature", "top_p", "repetition_penalty", "length_penalty")
-_BOOL_OPTIONS = ("do_sample", "early_stopping")
+_BOOL_OPTIONS = ("do_sample",)
 # Bounds that keep every processed float32 logit finite in float64 (|x| < 3.5e38 * 1e6 / 1e-6).
 MIN_TEMPERATURE = 1e-6
 MAX_REPETITION_PENALTY = 1e6
@@ -41,7 +41,7 @@ class GenerationOptions:
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     length_penalty: float = 1.0
-    early_stopping: bool = False
+    early_stopping: Union[bool, str] = False   # True | False | "never" (HF semantics)
     num_return_sequences: int = 1
     eos_token_id: Optional[Union[int, Sequence[int]]] = None
     banned_token_ids: Sequence[int] = ()
@@ -73,6 +73,9 @@ class GenerationOptions:
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be a bool, got {value!r}")
+        if not (isinstance(self.early_stopping, (bool, np.bool_)) or
+                (isinstance(self.early_stopping, str) and self.early_stopping == "never")):
+            raise ValueError(f"early_stopping must be True, False or \"never\", got {self.early_stopping!r}")
         self._check_ranges()
         self._check_token_ids(vocab_size)
         return self

@@ -263,11 +263,15 @@ class BeamSearch(_SearchBase):
     the live beams are finished as they are.
 
     A row stops when no live beam is left, or when num_beams finished hyps are
-    kept and either early_stopping is True, or no live beam can beat the worst
-    kept finished hyp: log-probs are <= 0, so a live beam with sum s at
-    length L can end with at most s / M**lp (lp > 0) or s / (L+1)**lp
-    (lp <= 0), M = max_new_tokens; the row stops when that bound is <= the
-    worst kept finished score. This bound is exact, unlike HF's heuristic.
+    kept and (Hugging Face's three modes):
+    - early_stopping=True: at once;
+    - early_stopping=False (default): when the best live beam, scored at its
+      current length L (s / L**lp), does not beat the worst kept finished hyp
+      (HF's heuristic: cheap, and a longer beam could in theory still win);
+    - early_stopping="never": when no live beam can beat it: log-probs are
+      <= 0, so a live beam with sum s at length L can end with at most
+      s / M**lp (lp > 0) or s / (L+1)**lp (lp <= 0), M = max_new_tokens.
+      Exact (canonical beam search), but with lp > 0 it runs long.
     """
 
     def __init__(self, params: SearchParams):
@@ -345,10 +349,13 @@ class BeamSearch(_SearchBase):
         opts = self.params.options
         if len(finished) < opts.num_beams:
             return False
-        if opts.early_stopping:
-            return True
         lp = float(opts.length_penalty)
-        best_length = opts.max_new_tokens if lp > 0 else live_length + 1
+        if opts.early_stopping == "never":
+            best_length = opts.max_new_tokens if lp > 0 else live_length + 1
+        elif opts.early_stopping:
+            return True
+        else:
+            best_length = live_length
         return best_live / math.pow(float(best_length), lp) <= finished[-1][0]
 
     def results(self) -> list:

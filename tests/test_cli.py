@@ -27,10 +27,10 @@ def test_every_generation_option_has_a_flag_with_help():
 
 
 def test_flags_map_to_generation_options():
-    argv = ["generate", "m", "t", "--num-beams", "4", "--length-penalty", "0.6", "--no-early-stopping",
+    argv = ["generate", "m", "t", "--num-beams", "4", "--length-penalty", "0.6", "--early-stopping", "never",
             "--banned-token-ids", "5", "6", "--seed", "3"]
     kwargs = generation_kwargs(build_parser(argv).parse_args(argv))
-    assert kwargs == dict(num_beams=4, length_penalty=0.6, early_stopping=False, banned_token_ids=(5, 6), seed=3)
+    assert kwargs == dict(num_beams=4, length_penalty=0.6, early_stopping="never", banned_token_ids=(5, 6), seed=3)
     GenerationOptions.from_kwargs(**kwargs).validate(100)
 
 

@@ -51,7 +51,7 @@ def valid_options(draw, vocab):
                 repetition_penalty=draw(st.sampled_from([1.0, 1.3, 0.5, 1e6, 1e-6])),
                 no_repeat_ngram_size=draw(st.integers(0, 3)),
                 length_penalty=draw(st.sampled_from([1.0, 0.0, -1.0, 2.5])),
-                early_stopping=draw(st.booleans()),
+                early_stopping=draw(st.sampled_from([False, True, "never"])),
                 banned_token_ids=draw(st.lists(st.integers(0, vocab - 1), max_size=3)),
                 seed=draw(st.integers(0, 2 ** 64 - 1)))
     if beams == 1 and draw(st.booleans()):
@@ -203,7 +203,7 @@ def option_value(name: str, vocab: int):
         "num_beams": st.integers(1, 4), "do_sample": st.booleans(), "temperature": st.floats(0.05, 3),
         "top_k": st.integers(0, 100), "top_p": st.floats(0.01, 1), "repetition_penalty": st.floats(0.5, 3),
         "no_repeat_ngram_size": st.integers(0, 4), "length_penalty": st.floats(-1, 2),
-        "early_stopping": st.booleans(), "num_return_sequences": st.integers(1, 4),
+        "early_stopping": st.sampled_from([False, True, "never", "always", 1]), "num_return_sequences": st.integers(1, 4),
         "eos_token_id": st.integers(0, vocab - 1) | st.lists(st.integers(0, vocab - 1), min_size=1, max_size=3),
         "banned_token_ids": st.lists(st.integers(0, vocab - 1), max_size=3),
         "seed": st.integers(0, 2 ** 64 - 1),

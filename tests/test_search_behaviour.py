@@ -54,7 +54,7 @@ def exhaustive(model, vocab, max_len, length_penalty, row=0):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("length_penalty", [1.0, 0.0, -0.5, 2.0])
-@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("early_stopping", ["never", True])
 def test_wide_beam_equals_exhaustive_search(impl, length_penalty, early_stopping):
     vocab, max_len = 3, 4
     beams = vocab ** max_len
@@ -69,9 +69,9 @@ def test_wide_beam_equals_exhaustive_search(impl, length_penalty, early_stopping
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_exact_stop_rule_matches_exhaustive_with_narrow_beam_on_one_path(impl):
-    """early_stopping=False stops only when no live beam can win, so a finished row is final."""
+    """early_stopping="never" stops only when no live beam can win, so a finished row is final."""
     model = ToyModel(4, seed=5, scale=4.0, eos_ramp=1.0)
-    options = GenerationOptions(max_new_tokens=6, num_beams=2, length_penalty=1.0)
+    options = GenerationOptions(max_new_tokens=6, num_beams=2, length_penalty=1.0, early_stopping="never")
     search = impl.make_search(options, 1, 4, BOS, EOS)
     step_fn = model.step_fn(1)
     for _ in iterate(search, step_fn):
@@ -270,3 +270,20 @@ def test_pure_python_switch():
     env = dict(os.environ, LTG_PURE_PYTHON="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_default_stop_rule_does_not_run_to_max_new_tokens(impl):
+    """early_stopping=False is HF's heuristic: it stops once the best live beam, scored at
+    its current length, cannot beat the worst finished one; "never" keeps the exact bound,
+    which with length_penalty > 0 may search up to max_new_tokens."""
+    model = ToyModel(4, seed=5, scale=4.0, eos_ramp=1.0)
+    steps = {}
+    for mode in (False, "never"):
+        options = GenerationOptions(max_new_tokens=400, num_beams=2, length_penalty=1.0, early_stopping=mode)
+        search = impl.make_search(options, 1, 4, BOS, EOS)
+        for _ in iterate(search, model.step_fn(1)):
+            pass
+        steps[mode] = search.step
+        assert search.results()[0]
+    assert steps[False] < 40 and steps[False] < steps["never"]

@@ -93,7 +93,7 @@ def test_sampling_matches_reference(model, proc, seed, temperature, top_k, top_p
 
 @SETTINGS
 @given(model=model_kw, proc=processors, beams=st.integers(2, 6), n_ret=st.integers(1, 6),
-       length_penalty=st.sampled_from([1.0, 0.0, -0.5, 2.0]), early_stopping=st.booleans(), **sizes)
+       length_penalty=st.sampled_from([1.0, 0.0, -0.5, 2.0]), early_stopping=st.sampled_from([False, True, "never"]), **sizes)
 def test_beam_matches_reference(model, proc, beams, n_ret, length_penalty, early_stopping,
                                 batch, vocab, max_new):
     options = _options(max_new, proc, num_beams=beams, num_return_sequences=min(n_ret, beams),
