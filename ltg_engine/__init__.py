@@ -15,7 +15,7 @@ from ltg_engine.model_dir import ModelDirError  # noqa: E402
 def __getattr__(name):
     # Lazy so `import ltg_engine` stays cheap (no onnxruntime import) for
     # tools that only read a model directory.
-    if name in ("Generator", "GenerationResult", "Hypothesis"):
+    if name in ("Generator", "GenerationResult", "Hypothesis", "GenerationCancelled", "GenerationTimeout"):
         from ltg_engine import generator
 
         return getattr(generator, name)
@@ -26,4 +26,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'ltg_engine' has no attribute {name!r}")
 
 
-__all__ = ["Generator", "GenerationResult", "Hypothesis", "GenerationOptions", "ModelDirError", "__version__"]
+__all__ = ["Generator", "GenerationResult", "Hypothesis", "GenerationOptions", "GenerationCancelled",
+           "GenerationTimeout", "ModelDirError", "__version__"]
