@@ -148,8 +148,8 @@ class Generator:
         if tokenizer.vocab_size != md.vocab_size:
             raise ValueError(f"{md.file('tokenizer.model')} has {tokenizer.vocab_size} pieces, "
                              f"config.json says vocab_size {md.vocab_size}")
-        encoder = make_session(md.graph_file("encoder", precision), session_config)
-        decoder = make_session(md.graph_file("decoder_step", precision), session_config)
+        encoder, decoder = (make_session(md.graph_file(g, precision), session_config, md.graph_sha256(g, precision))
+                            for g in ("encoder", "decoder_step"))
         check_session(encoder, md.contract["encoder"], md.graph_file("encoder", precision))
         check_session(decoder, md.contract["decoder_step"], md.graph_file("decoder_step", precision))
         gen = cls(md, encoder, decoder, tokenizer, session_config)
@@ -190,11 +190,14 @@ class Generator:
                     f"Pass truncate=True (--truncate) to keep the last {limit} tokens")
             ids.append(toks[-limit:] if cut else toks)
             flags.append(cut)
-        width = max(len(t) for t in ids)
-        src = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        for row, toks in enumerate(ids):
-            src[row, : len(toks)] = toks
-        return src, np.array([len(t) for t in ids], dtype=np.int64), flags
+        return (*self._pad(ids), flags)
+
+    def _pad(self, rows) -> tuple:
+        """Token id rows -> padded ids (B, S) int64, lengths (B,) int64."""
+        src = np.full((len(rows), max(len(row) for row in rows)), self.pad_id, dtype=np.int64)
+        for r, row in enumerate(rows):
+            src[r, : len(row)] = row
+        return src, np.array([len(row) for row in rows], dtype=np.int64)
 
     def _options(self, options: dict) -> GenerationOptions:
         opts = self.defaults.replace(**options) if options else self.defaults
@@ -202,12 +205,10 @@ class Generator:
         return opts
 
     # ------------------------------------------------------------ running
-    def _start(self, texts, truncate, options, source=None, stop=None):
-        opts = self._options(options)
-        src, src_len, flags = source if source is not None else self.encode_sources(texts, truncate)
-        _check_search_size(opts, len(src_len))
-        if stop is not None:
-            stop.check(0)
+    def _start(self, opts: GenerationOptions, source, stop):
+        """Encoder run, search and step runner for validated options and an encoded source."""
+        src, src_len, _ = source
+        stop.check(0)
         t0 = time.perf_counter()
         if self.io_binding:
             from ltg_engine.iobinding import encode_on_device, session_device
@@ -229,7 +230,7 @@ class Generator:
             runner = IOBindingStepRunner(self.decoder, self.contract, memory, state, src_len, device)
         else:
             runner = StepRunner(self.decoder, self.contract, memory, state, src_len)
-        return search, runner, src_len, flags, encode_s
+        return search, runner, encode_s
 
     def generate(self, inputs: Union[str, Sequence[str]], *, truncate: bool = False,
                  timeout: Optional[float] = None, on_step: Optional[Callable] = None,
@@ -273,17 +274,19 @@ class Generator:
             raise ValueError("generate_ids needs at least one non-empty row of token ids")
         if any(row.min() < 0 or row.max() >= self.vocab_size for row in ids):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size})")
-        src = np.full((len(ids), max(len(row) for row in ids)), self.pad_id, dtype=np.int64)
-        for r, row in enumerate(ids):
-            src[r, : len(row)] = row
-        source = (src, np.array([len(row) for row in ids], dtype=np.int64), [False] * len(ids))
+        source = (*self._pad(ids), [False] * len(ids))
         return self._generate(None, False, timeout, on_step, options, source, cancel)
 
     def _generate(self, texts, truncate, timeout, on_step, options, source=None,
                   cancel=None) -> List[GenerationResult]:
         t_start = time.perf_counter()
         stop = _Stop(timeout, cancel)
-        search, runner, src_len, flags, encode_s = self._start(texts, truncate, options, source, stop)
+        opts = self._options(options)
+        if source is None:
+            source = self.encode_sources(texts, truncate)
+        _, src_len, flags = source
+        _check_search_size(opts, len(src_len))
+        search, runner, encode_s = self._start(opts, source, stop)
         for _ in search_core.iterate(search, runner):
             stop.check(search.step)
             if on_step is not None:
@@ -315,14 +318,15 @@ class Generator:
         if not isinstance(text, str):
             raise TypeError(f"stream takes one str, got {type(text).__name__}")
         stop = _Stop(timeout, cancel)
-        _check_search_size(self._options(options), 1)
+        opts = self._options(options)
         source = self.encode_sources([text], truncate)
-        return self._stream(source, options, stop)
+        _check_search_size(opts, 1)
+        return self._stream(opts, source, stop)
 
-    def _stream(self, source, options, stop) -> Iterator[str]:
-        search, runner, _, _, _ = self._start(None, False, options, source, stop)
+    def _stream(self, opts, source, stop) -> Iterator[str]:
+        search, runner, _ = self._start(opts, source, stop)
         try:
-            if getattr(search, "emitted", None) is None or search.__class__.__name__ == "BeamSearch":
+            if isinstance(search, search_core.BeamSearch):
                 for _ in search_core.iterate(search, runner):
                     stop.check(search.step)
                 yield self.tokenizer.decode(search.results()[0][0][0])

@@ -91,6 +91,10 @@ class ModelDir:
             raise ModelDirError(f"{self.path}: this model directory has no {name}{hint}")
         return self.file(name)
 
+    def graph_sha256(self, graph: str, precision: str = "float32") -> str:
+        """The sha256 config.json records (and loading verified) for a graph file."""
+        return self.config["files"][os.path.basename(self.graph_file(graph, precision))]["sha256"]
+
     @property
     def precisions(self):
         return [p for p, names in GRAPH_FILES.items() if names["encoder"] in self.config["files"]]

@@ -9,6 +9,8 @@ from typing import Optional, Sequence
 
 import onnxruntime as ort
 
+from ltg_engine.model_dir import sha256_file
+
 ORT_DTYPES = {"tensor(int64)": "int64", "tensor(float)": "float32", "tensor(float16)": "float16"}
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -64,7 +66,8 @@ def _resolve_providers(providers: Optional[Sequence[str]]) -> tuple:
     return tuple(chosen)
 
 
-def make_session(path: str, config: SessionConfig) -> ort.InferenceSession:
+def make_session(path: str, config: SessionConfig, sha256: Optional[str] = None) -> ort.InferenceSession:
+    """sha256: the graph file's hash when the caller already has it (config.json records it)."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = OPT_LEVELS[config.optimization]
@@ -77,24 +80,21 @@ def make_session(path: str, config: SessionConfig) -> ort.InferenceSession:
     opts.enable_cpu_mem_arena = config.memory_arena
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     if config.optimized_model_dir:
-        path = _use_optimized_file(path, config, opts)
+        path = _use_optimized_file(path, config, opts, sha256)
     try:
         return ort.InferenceSession(path, opts, providers=list(config.providers))
     except Exception as e:  # onnxruntime raises its own exception types
         raise ContractError(f"onnxruntime could not load {path}: {e}") from None
 
 
-def _use_optimized_file(path: str, config: SessionConfig, opts) -> str:
+def _use_optimized_file(path: str, config: SessionConfig, opts, sha256: Optional[str]) -> str:
     """Pre-optimized graphs: load the saved one with optimization off, else optimize and save it.
 
     The saved file is keyed by the source graph's sha256 and the level, so a
     re-exported or re-quantized graph never meets a stale optimized copy. Level
     "all" applies hardware-specific fusions: keep the directory per machine type.
     """
-    import hashlib
-
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    digest = (sha256 or sha256_file(path))[:16]
     stem = os.path.basename(path)[: -len(".onnx")] if path.endswith(".onnx") else os.path.basename(path)
     os.makedirs(config.optimized_model_dir, exist_ok=True)
     saved = os.path.join(config.optimized_model_dir, f"{stem}.{digest}.{config.optimization}.onnx")
